@@ -1,0 +1,200 @@
+"""Export a CLIPN checkpoint to a model folder (see models/FORMAT.md).
+
+Three ONNX graphs with a dynamic batch axis and L2-normalised outputs (image encoder,
+text encoder, "no" text encoder taking prompt mixing weights), the learned prompts, the
+tokenizer merges, a parity fixture computed by PyTorch, and the manifest `clipn.json`.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, load_clipn
+from .data import CLIP_MEAN, CLIP_STD
+from .fp16 import convert_to_fp16
+from .model import CLIPN
+from .tokenizer import ClipTokenizer
+
+OPSET = 17
+FORMAT_VERSION = 1
+INFERENCE_SCALE = 100.0  # CLIPN evaluates with a fixed logit scale of 100
+FIXTURE_PROMPTS = [
+    "a photo of a circle.",
+    "a photo of no circle.",
+    "a bad photo of the Golden Retriever!",
+    "itap of a café, 3 röntgen & co.",
+    "",
+    " ".join(["a very long prompt"] * 30),
+]
+
+
+class ImageEncoder(nn.Module):
+    def __init__(self, model: CLIPN, normalize: bool = True):
+        super().__init__()
+        self.model = model
+        self.normalize = normalize
+
+    def forward(self, pixel_values):
+        return self.model.encode_image(pixel_values, normalize=self.normalize)
+
+
+class TextEncoder(nn.Module):
+    def __init__(self, model: CLIPN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids):
+        return self.model.encode_text(input_ids)
+
+
+class TextNoEncoder(nn.Module):
+    def __init__(self, model: CLIPN):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, prompt_weights):
+        return self.model.encode_text_no(input_ids, prompt_weights)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _export(module: nn.Module, inputs: tuple, names: list, path: Path) -> None:
+    axes = {name: {0: "batch"} for name in names}
+    axes["embeds"] = {0: "batch"}
+    torch.onnx.export(
+        module, inputs, str(path), input_names=names, output_names=["embeds"],
+        dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True,
+    )
+
+
+def fixture_inputs(model: CLIPN, tokenizer: ClipTokenizer, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    size = model.config.vision.image_size
+    pixels = torch.randn(3, 3, size, size, generator=generator)
+    ids = torch.tensor(tokenizer.tokenize(FIXTURE_PROMPTS), dtype=torch.long)
+    p = model.config.num_prompts
+    weights = torch.zeros(len(FIXTURE_PROMPTS), p)
+    weights[0, 0] = 1.0  # a single learned prompt
+    weights[1, :] = 1.0 / p  # the mean (the paper's evaluation)
+    weights[2, : max(1, p // 2)] = 1.0 / max(1, p // 2)  # a subset
+    weights[3, p - 1] = 1.0
+    # row 4 stays zero: the bare "no" tower; row 5 random mixing
+    weights[5] = torch.rand(p, generator=generator)
+    return pixels, ids, weights
+
+
+def write_fixture(folder: Path, model: CLIPN, tokenizer: ClipTokenizer) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels, ids, weights = fixture_inputs(model, tokenizer)
+    with torch.no_grad():
+        arrays = {
+            "pixel_values": pixels.numpy(),
+            "image_embeds": model.encode_image(pixels).numpy(),
+            "input_ids": ids.numpy().astype(np.int64),
+            "text_embeds": model.encode_text(ids).numpy(),
+            "prompt_weights": weights.numpy(),
+            "text_no_embeds": model.encode_text_no(ids, weights).numpy(),
+        }
+    for name, array in arrays.items():
+        np.save(folder / f"{name}.npy", array)
+    tokens = [{"text": t, "ids": row} for t, row in zip(FIXTURE_PROMPTS, tokenizer.tokenize(FIXTURE_PROMPTS))]
+    (folder / "tokens.json").write_text(json.dumps(tokens, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def export_model(model: CLIPN, merges: Path, out: Path, name: str, fp16: bool = False,
+                 templates: list | None = None, preprocess: dict | None = None, extra: dict | None = None) -> dict:
+    """Writes the model folder and returns its manifest."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval().float()
+    config = model.config
+    merges = Path(merges)
+    tokenizer = ClipTokenizer(merges, config.text.context_length)
+    if tokenizer.vocab_size != config.text.vocab_size:
+        raise ValueError(f"{merges}: vocabulary of {tokenizer.vocab_size} tokens does not fit the model's {config.text.vocab_size}")
+    merges_name = "bpe_simple_vocab.txt.gz" if merges.suffix == ".gz" else "bpe_simple_vocab.txt"
+    shutil.copyfile(merges, out / merges_name)
+    pixels, ids, weights = fixture_inputs(model, tokenizer)
+    graphs = {"image": "image_encoder.onnx", "text": "text_encoder.onnx", "text_no": "text_no_encoder.onnx"}
+    with torch.no_grad():
+        _export(ImageEncoder(model), (pixels,), ["pixel_values"], out / graphs["image"])
+        _export(TextEncoder(model), (ids,), ["input_ids"], out / graphs["text"])
+        _export(TextNoEncoder(model), (ids, weights), ["input_ids", "prompt_weights"], out / graphs["text_no"])
+    if fp16:
+        graphs["image_fp16"] = "image_encoder.fp16.onnx"
+        raw = out / "image_encoder.raw.onnx"
+        with torch.no_grad():
+            _export(ImageEncoder(model, normalize=False), (pixels,), ["pixel_values"], raw)
+        convert_to_fp16(raw, out / graphs["image_fp16"])
+        raw.unlink()
+    np.save(out / "prompt_no.npy", model.prompt_no.detach().numpy().astype(np.float32))
+    write_fixture(out / "parity", model, tokenizer)
+    size = config.vision.image_size
+    manifest = {
+        "format": "clipn-lab-model",
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "architecture": {**config.to_dict()},
+        "embed_dim": config.embed_dim,
+        "context_length": config.text.context_length,
+        "num_prompts": config.num_prompts,
+        "logit_scale": INFERENCE_SCALE,
+        "trained_logit_scale": float(model.logit_scale.exp().item()),
+        "preprocess": preprocess or {
+            "size": size, "resize_mode": "shortest", "interpolation": "bicubic", "crop": "center",
+            "mean": list(CLIP_MEAN), "std": list(CLIP_STD),
+        },
+        "tokenizer": {"type": "clip-bpe", "merges": merges_name},
+        "graphs": graphs,
+        "io": {"image": ["pixel_values"], "text": ["input_ids"], "text_no": ["input_ids", "prompt_weights"], "output": "embeds"},
+        "prompts": "prompt_no.npy",
+        "fixture": "parity",
+    }
+    if templates:
+        manifest["templates"] = templates
+    if extra:
+        manifest.update(extra)
+    manifest["files"] = {
+        str(p.relative_to(out)): sha256_file(p)
+        for p in sorted(out.rglob("*")) if p.is_file() and p.name != "clipn.json"
+    }
+    (out / "clipn.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="models/export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="CLIPN epoch_N.pt, or an open_clip CLIP checkpoint")
+    p.add_argument("--out", required=True, help="model folder to write")
+    p.add_argument("--merges", required=True, help="tokenizer merges (open_clip's bpe_simple_vocab_16e6.txt.gz)")
+    p.add_argument("--arch", help="architecture name; default: read from the checkpoint or inferred from its shapes")
+    p.add_argument("--activation", choices=["gelu", "quick_gelu"], help="quick_gelu for OpenAI CLIP weights")
+    p.add_argument("--name", help="model name in the manifest (default: the output folder name)")
+    p.add_argument("--fp16", action="store_true", help="also write an fp16 image encoder")
+    args = p.parse_args(argv)
+    try:
+        model = load_clipn(Path(args.checkpoint), args.arch, args.activation)
+        manifest = export_model(model, Path(args.merges), Path(args.out), args.name or Path(args.out).name, fp16=args.fp16)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {len(manifest['files'])} files, embed dim {manifest['embed_dim']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

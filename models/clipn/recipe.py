@@ -1,0 +1,92 @@
+"""Rebuilds the bundled default model from nothing, deterministically (seeded).
+
+1. learn a small BPE vocabulary from the synthetic captions (CLIP's merges format);
+2. pretrain a tiny CLIP contrastively on synthetic captioned images;
+3. train its "no" tower with ITBO + TSO (only `*_no` parameters), as CLIPN does;
+4. measure ID accuracy and OOD AUROC on held-out data;
+5. export the model folder (ONNX graphs, prompts, tokenizer, parity fixture, manifest).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_clipn, save_checkpoint
+from .evaluate import DEFAULT_TEMPLATES, evaluate
+from .export import export_model
+from .synthetic import BACKGROUNDS, CAPTIONS, COLOURS, SHAPES
+from .tokenizer import ClipTokenizer
+from .train import parser as train_parser
+from .train import train
+from .vocab import learn_merges, write_merges
+
+MODELS_DIR = Path(__file__).resolve().parents[1]
+# Words the product's prompts use beyond the captions (templates and "no" pools).
+EXTRA_TEXT = DEFAULT_TEMPLATES + ["a photo of no {}.", "a photo without a {}.", "a photo not containing a {}."]
+SETTINGS = {
+    "arch": "tiny",
+    "seed": 0,
+    "threads": 2,
+    "clip": {"count": 24000, "epochs": 6, "batch_size": 256, "lr": 1e-3, "warmup": 50, "wd": 0.1},
+    "clipn": {"count": 12000, "epochs": 3, "batch_size": 256, "lr": 3e-4, "warmup": 20, "wd": 0.2},
+    "eval_count": 3000,
+}
+
+
+def caption_corpus() -> list:
+    texts = [c.format(c=col, s=s, b=b) for c in CAPTIONS for s in SHAPES for col in COLOURS for b in BACKGROUNDS]
+    return texts + [t.format(s) for t in EXTRA_TEXT for s in SHAPES]
+
+
+def run_phase(phase: str, merges: Path, out: Path, init: Path | None, settings: dict) -> Path:
+    s = SETTINGS[phase]
+    argv = [
+        "--phase", phase, "--arch", SETTINGS["arch"], "--merges", str(merges), "--out", str(out),
+        "--synthetic-count", str(s["count"]), "--epochs", str(s["epochs"]), "--batch-size", str(s["batch_size"]),
+        "--lr", str(s["lr"]), "--warmup", str(s["warmup"]), "--wd", str(s["wd"]),
+        "--seed", str(SETTINGS["seed"]), "--threads", str(SETTINGS["threads"]), "--cpu", "--log-every", "40",
+        "--name", f"default-{phase}",
+    ]
+    if init:
+        argv += ["--init", str(init)]
+    return train(train_parser().parse_args(argv))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="models/recipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(MODELS_DIR / "default"), help="model folder to write")
+    p.add_argument("--work", default=str(MODELS_DIR / "work"), help="folder for intermediate checkpoints")
+    args = p.parse_args(argv)
+    started = time.time()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(SETTINGS["seed"])
+    merges = work / "bpe_simple_vocab.txt.gz"
+    write_merges(merges, learn_merges(caption_corpus()))
+    print(f"vocabulary: {ClipTokenizer(merges).vocab_size} tokens", flush=True)
+    clip_ckpt = run_phase("clip", merges, work / "clip", None, SETTINGS)
+    print(f"CLIP pretraining done at {time.time() - started:.0f}s", flush=True)
+    clipn_ckpt = run_phase("clipn", merges, work / "clipn", clip_ckpt, SETTINGS)
+    print(f"CLIPN training done at {time.time() - started:.0f}s", flush=True)
+    model = load_clipn(clipn_ckpt)
+    tokenizer = ClipTokenizer(merges, model.config.text.context_length)
+    quality = evaluate(model, tokenizer, SETTINGS["eval_count"])
+    print(json.dumps(quality, indent=1), flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out / "clipn_tiny.pt", model, epoch=SETTINGS["clipn"]["epochs"], name="clipn-tiny-shapes")
+    export_model(
+        model, merges, out, "clipn-tiny-shapes", templates=DEFAULT_TEMPLATES,
+        extra={"quality": quality, "recipe": SETTINGS},
+    )
+    print(f"wrote {out} in {time.time() - started:.0f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
