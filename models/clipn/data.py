@@ -36,7 +36,7 @@ class SyntheticCaptions(Dataset):
         return self.images.shape[0]
 
     def __getitem__(self, i):
-        return self.images[i], self.tokens[i]
+        return self.images[i], self.tokens[i], i
 
 
 class CsvCaptions(Dataset):
@@ -65,4 +65,4 @@ class CsvCaptions(Dataset):
         path = self.root / self.paths[i]
         with Image.open(path) as image:
             pixels = to_model_input(image.convert("RGB"), self.image_size)
-        return normalise(pixels[None])[0], self.tokens[i]
+        return normalise(pixels[None])[0], self.tokens[i], i

@@ -140,14 +140,18 @@ def train(args) -> Path:
     step_module = TrainStep(model, args.phase)
     if world > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=[device.index] if device.type == "cuda" else None)
-    generator = torch.Generator().manual_seed(args.seed + rank)
     out = Path(args.out)
     last = None
     for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch)
         model.train()
+        # Prompt draws depend on (seed, epoch, sample), not on the rank: any world size
+        # sees the same global batches with the same prompts.
+        prompt_table = torch.randint(
+            0, model.config.num_prompts + 1, (len(dataset),), generator=torch.Generator().manual_seed(args.seed * 100003 + epoch)
+        )
         started = time.time()
-        for i, (images, tokens) in enumerate(loader):
+        for i, (images, tokens, indices) in enumerate(loader):
             step = epoch * len(loader) + i
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
@@ -158,7 +162,7 @@ def train(args) -> Path:
                     loss = clip_contrastive_loss(image.float(), text.float(), model.logit_scale.exp().clamp(max=100))
                     parts = ""
                 else:
-                    index = torch.randint(0, model.config.num_prompts + 1, (images.shape[0],), generator=generator)
+                    index = prompt_table[indices]
                     image, text, text_no = gather_features(*step_module(images, tokens, index))
                     losses = clipn_loss(image.float(), text.float(), text_no.float(), model.logit_scale.exp())
                     loss = losses.total
