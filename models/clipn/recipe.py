@@ -26,6 +26,7 @@ from .train import train
 from .vocab import learn_merges, write_merges
 
 MODELS_DIR = Path(__file__).resolve().parents[1]
+CHECKPOINT_NAME = "clipn_tiny.pt"
 # Words the product's prompts use beyond the captions (templates and "no" pools).
 EXTRA_TEXT = DEFAULT_TEMPLATES + ["a photo of no {}.", "a photo without a {}.", "a photo not containing a {}."]
 SETTINGS = {
@@ -36,6 +37,9 @@ SETTINGS = {
     "clipn": {"count": 12000, "epochs": 3, "batch_size": 256, "lr": 3e-4, "warmup": 20, "wd": 0.2},
     "eval_count": 3000,
 }
+# A minutes-long run of the same steps, for testing that the recipe is deterministic.
+SMOKE = {"arch": "micro", "clip": {"count": 256, "epochs": 1, "batch_size": 64},
+         "clipn": {"count": 128, "epochs": 1, "batch_size": 64}, "eval_count": 200}
 
 
 def caption_corpus() -> list:
@@ -43,13 +47,20 @@ def caption_corpus() -> list:
     return texts + [t.format(s) for t in EXTRA_TEXT for s in SHAPES]
 
 
+def smoke_settings() -> dict:
+    settings = {**SETTINGS, "arch": SMOKE["arch"], "eval_count": SMOKE["eval_count"]}
+    for phase in ("clip", "clipn"):
+        settings[phase] = {**SETTINGS[phase], **SMOKE[phase]}
+    return settings
+
+
 def run_phase(phase: str, merges: Path, out: Path, init: Path | None, settings: dict) -> Path:
-    s = SETTINGS[phase]
+    s = settings[phase]
     argv = [
-        "--phase", phase, "--arch", SETTINGS["arch"], "--merges", str(merges), "--out", str(out),
+        "--phase", phase, "--arch", settings["arch"], "--merges", str(merges), "--out", str(out),
         "--synthetic-count", str(s["count"]), "--epochs", str(s["epochs"]), "--batch-size", str(s["batch_size"]),
         "--lr", str(s["lr"]), "--warmup", str(s["warmup"]), "--wd", str(s["wd"]),
-        "--seed", str(SETTINGS["seed"]), "--threads", str(SETTINGS["threads"]), "--cpu", "--log-every", "40",
+        "--seed", str(settings["seed"]), "--threads", str(settings["threads"]), "--cpu", "--log-every", "40",
         "--name", f"default-{phase}",
     ]
     if init:
@@ -61,28 +72,30 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="models/recipe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(MODELS_DIR / "default"), help="model folder to write")
     p.add_argument("--work", default=str(MODELS_DIR / "work"), help="folder for intermediate checkpoints")
+    p.add_argument("--smoke", action="store_true", help="a tiny, fast run of the same steps (for tests)")
     args = p.parse_args(argv)
+    settings = smoke_settings() if args.smoke else SETTINGS
     started = time.time()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(SETTINGS["seed"])
+    torch.manual_seed(settings["seed"])
     merges = work / "bpe_simple_vocab.txt.gz"
     write_merges(merges, learn_merges(caption_corpus()))
     print(f"vocabulary: {ClipTokenizer(merges).vocab_size} tokens", flush=True)
-    clip_ckpt = run_phase("clip", merges, work / "clip", None, SETTINGS)
+    clip_ckpt = run_phase("clip", merges, work / "clip", None, settings)
     print(f"CLIP pretraining done at {time.time() - started:.0f}s", flush=True)
-    clipn_ckpt = run_phase("clipn", merges, work / "clipn", clip_ckpt, SETTINGS)
+    clipn_ckpt = run_phase("clipn", merges, work / "clipn", clip_ckpt, settings)
     print(f"CLIPN training done at {time.time() - started:.0f}s", flush=True)
     model = load_clipn(clipn_ckpt)
     tokenizer = ClipTokenizer(merges, model.config.text.context_length)
-    quality = evaluate(model, tokenizer, SETTINGS["eval_count"])
+    quality = evaluate(model, tokenizer, settings["eval_count"])
     print(json.dumps(quality, indent=1), flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / "clipn_tiny.pt", model, epoch=SETTINGS["clipn"]["epochs"], name="clipn-tiny-shapes")
+    save_checkpoint(out / CHECKPOINT_NAME, model, epoch=settings["clipn"]["epochs"], name="clipn-tiny-shapes")
     export_model(
         model, merges, out, "clipn-tiny-shapes", templates=DEFAULT_TEMPLATES,
-        extra={"quality": quality, "recipe": SETTINGS},
+        extra={"quality": quality, "recipe": settings, "checkpoint": CHECKPOINT_NAME},
     )
     print(f"wrote {out} in {time.time() - started:.0f}s", flush=True)
     return 0

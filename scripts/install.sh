@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs what CLIPN Lab needs on Debian 12 with Node 20, from Debian's archive and the npm
+# registry only, then builds. `--test` adds what the test suites need.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT=(python3-torch python3-torchvision python3-onnx python3-numpy python3-regex python3-pil python3-sklearn)
+if [[ "${1:-}" == "--test" ]]; then
+  APT+=(python3-pytest)
+fi
+
+missing=()
+for pkg in "${APT[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  echo "install: Debian packages: ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# onnxruntime-node's postinstall fetches the CUDA provider from outside the npm registry.
+# Online machines get it; where that fetch cannot succeed, install without it (CPU and
+# WebGPU providers are in the npm package itself).
+if [[ ! -d node_modules/onnxruntime-node || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  if ! npm ci --no-audit --no-fund; then
+    echo "install: retrying without onnxruntime-node's CUDA download (ONNXRUNTIME_NODE_INSTALL=skip)"
+    ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund
+  fi
+fi
+npm run --silent build

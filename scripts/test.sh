@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything, then runs every test suite; ends with one "N passed, N failed" line.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh --test || { echo "install failed"; echo "0 passed, 1 failed"; exit 1; }
+
+mkdir -p test-artifacts
+passed=0; failed=0; status=0
+
+echo "== models (pytest) =="
+/usr/bin/python3 -m pytest -q -p no:cacheprovider test/models 2>&1 | tee test-artifacts/pytest.log
+rc=${PIPESTATUS[0]}
+summary=$(tail -n 1 test-artifacts/pytest.log)
+p=$(grep -oE '[0-9]+ passed' <<<"$summary" | awk '{s+=$1} END {print s+0}')
+f=$(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | awk '{s+=$1} END {print s+0}')
+passed=$((passed + p)); failed=$((failed + ${f:-0}))
+if [[ $rc -ne 0 ]]; then status=1; [[ ${f:-0} -gt 0 ]] || failed=$((failed + 1)); fi
+
+echo "== engine (node --test) =="
+node --test --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination=test-artifacts/unit.tap out/test/unit/ 2>&1
+[[ $? -eq 0 ]] || status=1
+p=$(grep -E '^# pass ' test-artifacts/unit.tap | awk '{print $3}'); f=$(grep -E '^# fail ' test-artifacts/unit.tap | awk '{print $3}')
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+[[ -n "${p:-}" ]] || { failed=$((failed + 1)); status=1; }
+
+echo "$passed passed, $failed failed"
+exit $status
