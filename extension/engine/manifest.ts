@@ -5,6 +5,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import type { PreprocessConfig } from './preprocess';
 
 export const MANIFEST_FILE = 'clipn.json';
 export const MANIFEST_FORMAT = 'clipn-lab-model';
@@ -27,15 +28,8 @@ export interface TextArchitecture {
   heads: number;
 }
 
-export interface PreprocessSpec {
-  /** Shorter side is resized to this, then a size x size centre crop. */
-  size: number;
-  resize_mode: 'shortest';
-  interpolation: 'bicubic' | 'bilinear' | 'nearest';
-  crop: 'center';
-  mean: [number, number, number];
-  std: [number, number, number];
-}
+/** The manifest's `preprocess` object; preprocess.ts owns the type (it implements it). */
+export type PreprocessSpec = PreprocessConfig;
 
 export type GraphName = 'image' | 'image_fp16' | 'text' | 'text_no';
 
@@ -244,7 +238,7 @@ export function validateManifest(raw: Json, manifestPath: string): ClipnManifest
   const preprocess: PreprocessSpec = {
     size: f.posInt(raw, 'preprocess.size'),
     resize_mode: f.oneOf(raw, 'preprocess.resize_mode', ['shortest'] as const),
-    interpolation: f.oneOf(raw, 'preprocess.interpolation', ['bicubic', 'bilinear', 'nearest'] as const),
+    interpolation: f.oneOf(raw, 'preprocess.interpolation', ['bicubic'] as const),
     crop: f.oneOf(raw, 'preprocess.crop', ['center'] as const),
     mean: f.triple(raw, 'preprocess.mean', false),
     std: f.triple(raw, 'preprocess.std', true),

@@ -151,9 +151,15 @@ def load_clipn(path: Path, arch: str | None = None, activation: str | None = Non
     return model.eval()
 
 
-def save_checkpoint(path: Path, model: CLIPN, epoch: int, name: str = "clipn", optimizer=None, extra: dict | None = None) -> None:
-    """Writes the official layout: DDP-style `module.` keys under "state_dict"."""
-    state = {"module." + k: v.detach().clone() for k, v in model.state_dict().items()}
+def save_checkpoint(path: Path, model: CLIPN, epoch: int, name: str = "clipn", optimizer=None,
+                    extra: dict | None = None, plain_clip: bool = False) -> None:
+    """Writes the official layout: DDP-style `module.` keys under "state_dict".
+    `plain_clip` leaves out the "no" tower (a CLIP checkpoint, as open_clip writes)."""
+    state = {
+        "module." + k: v.detach().clone()
+        for k, v in model.state_dict().items()
+        if not (plain_clip and k.split(".")[0].endswith("_no"))
+    }
     data = {"epoch": epoch, "name": name, "state_dict": state, "clipn_config": model.config.to_dict()}
     if optimizer is not None:
         data["optimizer"] = optimizer.state_dict()

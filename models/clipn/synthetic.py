@@ -127,15 +127,15 @@ def _background(rng: np.random.Generator, kind: str, size: tuple, colours: list)
         t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
         arr = a * (1 - t[..., None]) + b * t[..., None]
     elif kind == "noise":
-        arr = a + rng.normal(0, 40, (h, w, 3))
+        arr = a + rng.normal(0, 25, (h, w, 3))
     elif kind == "stripes":
-        period = rng.uniform(4, 10) * w / 32
+        period = rng.uniform(6, 12) * w / 32
         arr = np.where(((xx + yy * rng.uniform(-1, 1)) // period % 2 == 0)[..., None], a, b)
     elif kind == "checkered":
-        period = max(int(rng.uniform(3, 8) * w / 32), 1)
+        period = max(int(rng.uniform(5, 10) * w / 32), 1)
         arr = np.where((((xx // period) + (yy // period)) % 2 == 0)[..., None], a, b)
     else:  # dotted
-        period = rng.uniform(5, 9) * w / 32
+        period = rng.uniform(6, 11) * w / 32
         arr = np.where(((xx % period < period / 3) & (yy % period < period / 3))[..., None], b, a)
     return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
 
@@ -154,9 +154,9 @@ def render(seed: int, index: int, shapes: list = SHAPES, size: tuple | None = No
     image = _background(rng, background, size, bg_colours)
     w, h = size
     side = min(w, h)
-    radius = side * rng.uniform(0.24, 0.4)
-    cx = w / 2 + rng.uniform(-0.12, 0.12) * side
-    cy = h / 2 + rng.uniform(-0.12, 0.12) * side
+    radius = side * rng.uniform(0.3, 0.42)
+    cx = w / 2 + rng.uniform(-0.08, 0.08) * side
+    cy = h / 2 + rng.uniform(-0.08, 0.08) * side
     angle = rng.uniform(-0.25, 0.25)
     fill = COLOURS[colour]
     # Holes in rings and crescents show a flat colour taken from the background.
@@ -170,12 +170,13 @@ def render(seed: int, index: int, shapes: list = SHAPES, size: tuple | None = No
 
 def to_model_input(image: Image.Image, size: int) -> np.ndarray:
     """Eval preprocessing up to the uint8 stage: shorter side to `size` (bicubic), centre crop."""
+    image = image.convert("RGB")
     w, h = image.size
-    scale = size / min(w, h)
-    new = (max(size, round(w * scale)), max(size, round(h * scale)))
+    # torchvision's Resize(int): the shorter side becomes `size`, the longer one is truncated.
+    new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
     image = image.resize(new, Image.BICUBIC)
     left, top = int(round((new[0] - size) / 2.0)), int(round((new[1] - size) / 2.0))
-    return np.asarray(image.crop((left, top, left + size, top + size)).convert("RGB"), dtype=np.uint8)
+    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
 def make_split(seed: int, count: int, size: int, shapes: list = SHAPES):

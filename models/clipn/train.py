@@ -117,6 +117,9 @@ def train(args) -> Path:
     tokenizer.context_length = model.config.text.context_length
     if args.phase == "clipn":
         model.freeze_all_but_no()
+    else:  # pretraining a CLIP: the "no" tower is not part of it
+        for name, param in model.no_parameters():
+            param.requires_grad_(False)
     model.to(device)
     size = model.config.vision.image_size
     if args.csv:
@@ -134,7 +137,10 @@ def train(args) -> Path:
     start_epoch = 0
     if args.resume:
         state = read_checkpoint(Path(args.resume))["raw"]
-        model.load_state_dict({k[len("module."):]: v for k, v in state["state_dict"].items()})
+        missing, unexpected = model.load_state_dict({k[len("module."):]: v for k, v in state["state_dict"].items()}, strict=False)
+        missing = [k for k in missing if not (args.phase == "clip" and k.split(".")[0].endswith("_no"))]
+        if missing or unexpected:
+            raise CheckpointError(f"{args.resume}: cannot resume: missing {missing[:5]}, unexpected {unexpected[:5]}")
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
     step_module = TrainStep(model, args.phase)
@@ -174,7 +180,9 @@ def train(args) -> Path:
                 print(f"epoch {epoch + 1}/{args.epochs} step {i + 1}/{len(loader)} loss {loss.item():.4f}{parts} lr {lr_at(step):.2e}", flush=True)
         if rank == 0:
             last = out / f"epoch_{epoch + 1}.pt"
-            save_checkpoint(last, model, epoch + 1, name=args.name, optimizer=optimizer)
+            # A pretrained CLIP is saved without the "no" tower, like an open_clip checkpoint,
+            # so CLIPN training starts that tower from the trained text tower.
+            save_checkpoint(last, model, epoch + 1, name=args.name, optimizer=optimizer, plain_clip=args.phase == "clip")
             print(f"epoch {epoch + 1} done in {time.time() - started:.1f}s -> {last}", flush=True)
     if world > 1:
         dist.barrier()

@@ -1,0 +1,399 @@
+// ClipnModel: a model folder (manifest) + its tokenizer + lazily created ORT sessions, exposing
+// the three CLIPN encoders on plain inputs (image files/buffers, prompt strings). All outputs
+// are float32 row-major with their dims and the execution provider that computed them, so a
+// notebook can show where the numbers came from. ORT itself stays behind backend.ts.
+import * as path from 'node:path';
+import { OrtBackend } from './backend';
+import type { BackendOptions, GraphSession, ProviderReport, TensorData } from './backend';
+import { runImagePipeline } from './encoder-pipeline';
+import type { EncodeProgress, ImageFailure, ImageItem } from './encoder-pipeline';
+import { loadManifest } from './manifest';
+import type { ClipnManifest, GraphName, LoadManifestOptions, ModelFolder } from './manifest';
+import type { ImageInput } from './preprocess';
+import { ClipTokenizer } from './tokenizer';
+
+export type { EncodeProgress, ImageFailure } from './encoder-pipeline';
+
+/** An image to encode: a path, raw bytes, or bytes with a display name (used in failures). */
+export type ImageSource = string | Buffer | { name: string; data: Buffer };
+
+export interface Embeddings {
+  /** Row-major [dims[0], dims[1]], L2-normalised rows. */
+  data: Float32Array;
+  dims: [number, number];
+  /** Execution provider that ran the graph, and the ones skipped before it. */
+  provider: string;
+  providerReport: ProviderReport;
+}
+
+export interface ImageEmbeddings extends Embeddings {
+  /** Input index of each row (failed images have no row). */
+  indices: number[];
+  /** Path/name of each row. */
+  files: string[];
+  /** Images that could not be read or decoded, with the reason. */
+  failures: ImageFailure[];
+}
+
+export interface EncodeImagesOptions {
+  /** Images per graph run (default 16). */
+  batchSize?: number;
+  /** Images decoded concurrently inside a batch (default 2). */
+  concurrency?: number;
+  /** 'fp16' uses the manifest's image_fp16 graph (fp16 weights, f32 IO). */
+  precision?: 'fp32' | 'fp16';
+  onProgress?: (p: EncodeProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface EncodeTextsOptions {
+  /** Prompts per graph run (default 64). */
+  batchSize?: number;
+  onProgress?: (p: EncodeProgress) => void;
+  signal?: AbortSignal;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mixing weights for the learned "no" prompts (FORMAT.md: offset = sum_k w[b,k] prompt_no[k]).
+
+export type PromptMix =
+  | { kind: 'single'; index: number }
+  | { kind: 'mean' }
+  | { kind: 'subset'; indices: number[] }
+  | { kind: 'none' }
+  | { kind: 'weights'; values: number[] };
+
+export const promptWeights = {
+  /** Learned prompt i alone (one-hot). */
+  single: (index: number): PromptMix => ({ kind: 'single', index }),
+  /** Mean of all learned prompts: the paper's evaluation. */
+  mean: (): PromptMix => ({ kind: 'mean' }),
+  /** Uniform mean over a subset (e.g. all but one, for leave-one-out ablations). */
+  subset: (indices: readonly number[]): PromptMix => ({ kind: 'subset', indices: [...indices] }),
+  /** No learned prompt: the bare "no" tower (how hand-crafted "no" texts are encoded). */
+  none: (): PromptMix => ({ kind: 'none' }),
+  /** Explicit weights, one per learned prompt. */
+  weights: (values: readonly number[]): PromptMix => ({ kind: 'weights', values: [...values] }),
+};
+
+/** One [P] row for a mix; errors name the mix and the model's prompt count. */
+export function mixRow(mix: PromptMix, numPrompts: number): Float32Array {
+  const row = new Float32Array(numPrompts);
+  const checkIndex = (i: number) => {
+    if (!Number.isInteger(i) || i < 0 || i >= numPrompts) {
+      throw new Error(`learned "no" prompt ${i} does not exist: this model has ${numPrompts} (0..${numPrompts - 1})`);
+    }
+  };
+  switch (mix.kind) {
+    case 'single':
+      checkIndex(mix.index);
+      row[mix.index] = 1;
+      break;
+    case 'mean':
+      row.fill(1 / numPrompts);
+      break;
+    case 'subset': {
+      const unique = [...new Set(mix.indices)];
+      if (unique.length === 0) throw new Error('a subset of learned "no" prompts must name at least one prompt');
+      unique.forEach(checkIndex);
+      for (const i of unique) row[i] = 1 / unique.length;
+      break;
+    }
+    case 'none':
+      break;
+    case 'weights':
+      if (mix.values.length !== numPrompts || !mix.values.every(Number.isFinite)) {
+        throw new Error(`prompt weights need ${numPrompts} finite numbers (one per learned prompt), got ${mix.values.length}`);
+      }
+      row.set(mix.values);
+      break;
+  }
+  return row;
+}
+
+/** A mix for every row, one mix for all rows, or a ready [B, P] matrix. */
+export type PromptWeightsInput = PromptMix | readonly PromptMix[] | Float32Array;
+
+// ---------------------------------------------------------------------------------------------
+
+export interface ClipnModelOptions extends LoadManifestOptions {
+  backend?: BackendOptions;
+}
+
+interface GraphIO {
+  inputs: string[];
+  output?: string;
+}
+
+function fmtDims(dims: ReadonlyArray<number | string>): string {
+  return `[${dims.join(', ')}]`;
+}
+
+export class ClipnModel {
+  readonly backend: OrtBackend;
+  /** Graph label -> the checked session promise. */
+  private readonly checked = new Map<GraphName, Promise<GraphSession>>();
+
+  private constructor(
+    readonly modelFolder: ModelFolder,
+    readonly tokenizer: ClipTokenizer,
+    backendOptions: BackendOptions | undefined,
+  ) {
+    this.backend = new OrtBackend(backendOptions);
+  }
+
+  /** Loads and verifies a model folder; sessions are created on first use of each graph. */
+  static async load(folder: string, opts: ClipnModelOptions = {}): Promise<ClipnModel> {
+    const model = await loadManifest(folder, opts);
+    const m = model.manifest;
+    const tokenizer = ClipTokenizer.fromFile(model.merges, m.context_length);
+    if (tokenizer.vocabSize !== m.architecture.text.vocab_size) {
+      throw new Error(
+        `${model.merges}: the tokenizer has ${tokenizer.vocabSize} tokens but ${model.manifestPath} says ` +
+          `architecture.text.vocab_size = ${m.architecture.text.vocab_size}; re-export the model with its own merges file`,
+      );
+    }
+    return new ClipnModel(model, tokenizer, opts.backend);
+  }
+
+  get manifest(): ClipnManifest {
+    return this.modelFolder.manifest;
+  }
+  get embedDim(): number {
+    return this.manifest.embed_dim;
+  }
+  get numPrompts(): number {
+    return this.manifest.num_prompts;
+  }
+  get contextLength(): number {
+    return this.manifest.context_length;
+  }
+  get imageSize(): number {
+    return this.manifest.preprocess.size;
+  }
+
+  private io(graph: GraphName): GraphIO {
+    const io = this.manifest.io;
+    const key = graph === 'image_fp16' ? 'image' : graph;
+    // Defaults are FORMAT.md's names for folders written before the manifest carried `io`.
+    const defaults: Record<string, string[]> = { image: ['pixel_values'], text: ['input_ids'], text_no: ['input_ids', 'prompt_weights'] };
+    return { inputs: io ? io[key] : defaults[key], output: io?.output };
+  }
+
+  /** The shape each input must have per the manifest ('B' = any batch). */
+  private expectedShapes(graph: GraphName): Array<Array<number | 'B'>> {
+    const c = this.contextLength;
+    switch (graph) {
+      case 'image':
+      case 'image_fp16':
+        return [['B', 3, this.imageSize, this.imageSize]];
+      case 'text':
+        return [['B', c]];
+      case 'text_no':
+        return [['B', c], ['B', this.numPrompts]];
+    }
+  }
+
+  /** Session for a graph, checked once against the manifest (a wrong graph fails by name). */
+  session(graph: GraphName): Promise<GraphSession> {
+    let p = this.checked.get(graph);
+    if (!p) {
+      p = this.openChecked(graph);
+      p.catch(() => this.checked.delete(graph));
+      this.checked.set(graph, p);
+    }
+    return p;
+  }
+
+  private async openChecked(graph: GraphName): Promise<GraphSession> {
+    const file = this.modelFolder.graphs[graph];
+    if (!file) {
+      throw new Error(`${this.modelFolder.manifestPath}: this model has no "${graph}" graph (graphs lists ${Object.keys(this.manifest.graphs).join(', ')})`);
+    }
+    const session = await this.backend.session(graph, file);
+    const { inputs } = this.io(graph);
+    const shapes = this.expectedShapes(graph);
+    const meta = session.inputs();
+    inputs.forEach((name, i) => {
+      const info = meta.find((m) => m.name === name);
+      if (!info) {
+        throw new Error(`${graph} graph ${file}: has no input "${name}" (inputs: ${session.inputNames.join(', ')}); re-export the model`);
+      }
+      const want = shapes[i];
+      const fixedMismatch =
+        info.shape.length !== want.length || want.some((d, j) => d !== 'B' && typeof info.shape[j] === 'number' && info.shape[j] !== d);
+      if (fixedMismatch) {
+        throw new Error(
+          `${graph} graph ${file}: input "${name}" has shape ${fmtDims(info.shape)} but ${path.basename(this.modelFolder.manifestPath)} ` +
+            `implies ${fmtDims(want)}; the graph and manifest come from different exports: re-export the model`,
+        );
+      }
+    });
+    return session;
+  }
+
+  /** Which provider a graph runs on (creates its session). */
+  async providerReport(graph: GraphName = 'image'): Promise<ProviderReport> {
+    return (await this.session(graph)).providerReport;
+  }
+
+  private checkDims(graph: GraphName, input: string, got: readonly number[], want: Array<number | 'B'>, length: number): void {
+    const ok = got.length === want.length && want.every((d, j) => (d === 'B' ? got[j] >= 1 : got[j] === d)) && got.reduce((a, b) => a * b, 1) === length;
+    if (!ok) {
+      throw new Error(
+        `${graph} graph: ${input} dims ${fmtDims(got)} (${length} values) do not match the expected ${fmtDims(want)} ` +
+          `from ${this.modelFolder.manifestPath}`,
+      );
+    }
+  }
+
+  private async runGraph(graph: GraphName, feeds: TensorData[]): Promise<Embeddings> {
+    const session = await this.session(graph);
+    const { inputs, output } = this.io(graph);
+    const shapes = this.expectedShapes(graph);
+    const named: Record<string, TensorData> = {};
+    feeds.forEach((t, i) => {
+      this.checkDims(graph, inputs[i], t.dims, shapes[i], t.data.length);
+      named[inputs[i]] = t;
+    });
+    const batch = feeds[0].dims[0];
+    if (feeds.some((t) => t.dims[0] !== batch)) {
+      throw new Error(`${graph} graph: inputs disagree on the batch size (${feeds.map((t) => t.dims[0]).join(' vs ')})`);
+    }
+    const out = await session.run(named, output);
+    if (out.dims.length !== 2 || out.dims[0] !== batch || out.dims[1] !== this.embedDim) {
+      throw new Error(`${graph} graph ${session.file}: output dims ${fmtDims(out.dims)}, expected [${batch}, ${this.embedDim}] (embed_dim)`);
+    }
+    return { data: out.data, dims: [batch, this.embedDim], provider: session.provider, providerReport: session.providerReport };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Low-level: already-preprocessed tensors (parity checks, callers with their own pipeline).
+
+  /** pixel_values [B, 3, S, S] -> [B, D]. */
+  encodePixels(pixels: Float32Array, dims: readonly number[], precision: 'fp32' | 'fp16' = 'fp32'): Promise<Embeddings> {
+    return this.runGraph(precision === 'fp16' ? 'image_fp16' : 'image', [{ type: 'float32', data: pixels, dims }]);
+  }
+
+  /** input_ids [B, C] -> yes-tower features [B, D]. */
+  encodeTokenIds(ids: BigInt64Array, dims: readonly number[]): Promise<Embeddings> {
+    return this.runGraph('text', [{ type: 'int64', data: ids, dims }]);
+  }
+
+  /** input_ids [B, C], prompt_weights [B, P] -> no-tower features [B, D]. */
+  encodeTokenIdsNo(ids: BigInt64Array, dims: readonly number[], weights: Float32Array, weightDims: readonly number[]): Promise<Embeddings> {
+    return this.runGraph('text_no', [
+      { type: 'int64', data: ids, dims },
+      { type: 'float32', data: weights, dims: weightDims },
+    ]);
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * Encodes image files/buffers in batches. Unreadable images become `failures` (never an
+   * exception for one bad file); an empty list is an error. Rows keep input order.
+   */
+  async encodeImages(sources: readonly ImageSource[], opts: EncodeImagesOptions = {}): Promise<ImageEmbeddings> {
+    if (sources.length === 0) throw new Error('encodeImages: the image list is empty; give at least one image file or buffer');
+    const batchSize = opts.batchSize ?? 16;
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`encodeImages: batchSize must be a positive integer, got ${batchSize}`);
+    const graph: GraphName = opts.precision === 'fp16' ? 'image_fp16' : 'image';
+    opts.signal?.throwIfAborted();
+    // Open the session first: a broken graph/provider fails before any image is decoded.
+    const session = await this.session(graph);
+    const items: ImageItem[] = sources.map((s, index) => {
+      if (typeof s === 'string') return { input: s, name: s, index };
+      if (Buffer.isBuffer(s)) return { input: s, name: `<buffer ${index}>`, index };
+      return { input: s.data as ImageInput, name: s.name, index };
+    });
+    const size = this.imageSize;
+    const result = await runImagePipeline(
+      items,
+      this.manifest.preprocess,
+      this.embedDim,
+      async (pixels, rows) => (await this.encodePixels(pixels, [rows, 3, size, size], opts.precision)).data,
+      { batchSize, concurrency: opts.concurrency ?? 2, onProgress: opts.onProgress, signal: opts.signal },
+    );
+    return {
+      data: result.data,
+      dims: [result.rows, this.embedDim],
+      provider: session.provider,
+      providerReport: session.providerReport,
+      indices: result.indices,
+      files: result.files,
+      failures: result.failures,
+    };
+  }
+
+  /** Runs `encode` over prompt batches with progress and cancellation. */
+  private async batchedTexts(
+    prompts: readonly string[],
+    opts: EncodeTextsOptions,
+    encode: (ids: BigInt64Array, start: number, rows: number) => Promise<Embeddings>,
+  ): Promise<Embeddings> {
+    if (prompts.length === 0) throw new Error('encode texts: the prompt list is empty');
+    const batchSize = opts.batchSize ?? 64;
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`encode texts: batchSize must be a positive integer, got ${batchSize}`);
+    const d = this.embedDim;
+    const out = new Float32Array(prompts.length * d);
+    const start = performance.now();
+    let last: Embeddings | undefined;
+    for (let i = 0; i < prompts.length; i += batchSize) {
+      opts.signal?.throwIfAborted();
+      const chunk = prompts.slice(i, i + batchSize);
+      const ids = this.tokenizer.tokenize(chunk);
+      last = await encode(ids, i, chunk.length);
+      out.set(last.data, i * d);
+      const done = i + chunk.length;
+      const seconds = (performance.now() - start) / 1000;
+      opts.onProgress?.({ done, total: prompts.length, itemsPerSecond: seconds > 0 ? done / seconds : 0 });
+    }
+    return { data: out, dims: [prompts.length, d], provider: last!.provider, providerReport: last!.providerReport };
+  }
+
+  /** Yes-tower features of prompts (already filled-in texts) -> [N, D]. */
+  encodeTexts(prompts: readonly string[], opts: EncodeTextsOptions = {}): Promise<Embeddings> {
+    const c = this.contextLength;
+    return this.batchedTexts(prompts, opts, (ids, _start, rows) => this.encodeTokenIds(ids, [rows, c]));
+  }
+
+  /**
+   * No-tower features -> [N, D]. `weights` mixes the learned prompts per row: one PromptMix for
+   * all rows (default: the mean, as the paper evaluates), one per row, or a [N, P] matrix.
+   */
+  encodeTextsNo(prompts: readonly string[], weights: PromptWeightsInput = promptWeights.mean(), opts: EncodeTextsOptions = {}): Promise<Embeddings> {
+    const p = this.numPrompts;
+    const c = this.contextLength;
+    const matrix = this.weightMatrix(weights, prompts.length);
+    return this.batchedTexts(prompts, opts, (ids, start, rows) =>
+      this.encodeTokenIdsNo(ids, [rows, c], matrix.subarray(start * p, (start + rows) * p), [rows, p]),
+    );
+  }
+
+  /** Resolves any weights input to a [n, P] matrix, checking its size. */
+  weightMatrix(weights: PromptWeightsInput, n: number): Float32Array {
+    const p = this.numPrompts;
+    if (weights instanceof Float32Array) {
+      if (weights.length !== n * p) {
+        throw new Error(`text_no graph: prompt_weights has ${weights.length} values, expected ${n} rows x ${p} learned prompts = ${n * p}`);
+      }
+      return weights;
+    }
+    const out = new Float32Array(n * p);
+    if (Array.isArray(weights)) {
+      if (weights.length !== n) throw new Error(`text_no graph: ${weights.length} prompt mixes for ${n} prompts; give one per prompt or a single mix`);
+      (weights as PromptMix[]).forEach((mix, i) => out.set(mixRow(mix, p), i * p));
+    } else {
+      const row = mixRow(weights as PromptMix, p);
+      for (let i = 0; i < n; i++) out.set(row, i * p);
+    }
+    return out;
+  }
+
+  /** Releases all ORT sessions. */
+  async dispose(): Promise<void> {
+    this.checked.clear();
+    await this.backend.dispose();
+  }
+}
