@@ -209,8 +209,24 @@ export class OrtBackend {
     return pending;
   }
 
-  private async create(graph: string, file: string): Promise<GraphSession> {
-    if (!fs.existsSync(file)) throw new Error(`${graph} graph: ${file} not found`);
+  /**
+   * A session for an in-memory ONNX model (e.g. a graph built at run time), with the same
+   * provider order and fall-through. Not cached (each call creates one); dispose() releases it.
+   */
+  sessionFromBuffer(graph: string, model: Uint8Array): Promise<GraphSession> {
+    if (this.disposed) return Promise.reject(new Error('backend was disposed'));
+    const pending = this.create(graph, model);
+    const key = `${graph}\u0000<buffer ${++this.buffers}>`;
+    pending.catch(() => this.sessions.delete(key));
+    this.sessions.set(key, pending);
+    return pending;
+  }
+
+  private buffers = 0;
+
+  private async create(graph: string, source: string | Uint8Array): Promise<GraphSession> {
+    const file = typeof source === 'string' ? source : `<in-memory model, ${source.length} bytes>`;
+    if (typeof source === 'string' && !fs.existsSync(file)) throw new Error(`${graph} graph: ${file} not found`);
     const known = new Set(availableProviders());
     const skipped: SkippedProvider[] = [];
     for (const name of this.executionProviders) {
@@ -227,7 +243,10 @@ export class OrtBackend {
       }
       try {
         ortInitialised = true;
-        const session = await ort.InferenceSession.create(file, { ...this.sessionOptions, executionProviders: [name] });
+        const options = { ...this.sessionOptions, executionProviders: [name] };
+        const session = typeof source === 'string'
+          ? await ort.InferenceSession.create(source, options)
+          : await ort.InferenceSession.create(source, options);
         if (this.disposed) {
           await session.release();
           throw new Error('backend was disposed');

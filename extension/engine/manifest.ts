@@ -55,7 +55,8 @@ export interface ClipnManifest {
   trained_logit_scale?: number;
   preprocess: PreprocessSpec;
   tokenizer: { type: 'clip-bpe'; merges: string };
-  graphs: { image: string; image_fp16?: string; text: string; text_no: string };
+  /** image_int8 (optional): int8 dynamically quantised image encoder, same IO as image. */
+  graphs: { image: string; image_fp16?: string; image_int8?: string; text: string; text_no: string };
   /** Input names per graph and the output name; older folders may lack it (FORMAT.md names). */
   io?: { image: string[]; text: string[]; text_no: string[]; output: string };
   prompts?: string;
@@ -71,7 +72,7 @@ export interface ModelFolder {
   folder: string;
   manifestPath: string;
   manifest: ClipnManifest;
-  graphs: { image: string; image_fp16?: string; text: string; text_no: string };
+  graphs: { image: string; image_fp16?: string; image_int8?: string; text: string; text_no: string };
   merges: string;
   prompts?: string;
   fixture?: string;
@@ -257,6 +258,8 @@ export function validateManifest(raw: Json, manifestPath: string): ClipnManifest
   };
   const fp16 = f.optString(raw, 'graphs.image_fp16');
   if (fp16 !== undefined) graphs.image_fp16 = fp16;
+  const int8 = f.optString(raw, 'graphs.image_int8');
+  if (int8 !== undefined) graphs.image_int8 = int8;
 
   let io: ClipnManifest['io'];
   if (f.get(raw, 'io') !== undefined) {
@@ -455,6 +458,7 @@ export async function loadManifest(folder: string, opts: LoadManifestOptions = {
     text_no: ref(manifest.graphs.text_no, 'graphs.text_no'),
   };
   if (manifest.graphs.image_fp16) graphs.image_fp16 = ref(manifest.graphs.image_fp16, 'graphs.image_fp16');
+  if (manifest.graphs.image_int8) graphs.image_int8 = ref(manifest.graphs.image_int8, 'graphs.image_int8');
   const merges = ref(manifest.tokenizer.merges, 'tokenizer.merges');
   const verification = await verifyFiles(dir, manifestPath, manifest, opts);
   const result: ModelFolder = { folder: dir, manifestPath, manifest, graphs, merges, verification };

@@ -21,6 +21,7 @@ from .checkpoint import CheckpointError, load_clipn
 from .data import CLIP_MEAN, CLIP_STD
 from .fp16 import convert_to_fp16
 from .model import CLIPN
+from .quantize import quantize_file
 from .tokenizer import ClipTokenizer
 
 OPSET = 17
@@ -116,7 +117,8 @@ def write_fixture(folder: Path, model: CLIPN, tokenizer: ClipTokenizer) -> None:
 
 
 def export_model(model: CLIPN, merges: Path, out: Path, name: str, fp16: bool = False,
-                 templates: list | None = None, preprocess: dict | None = None, extra: dict | None = None) -> dict:
+                 templates: list | None = None, preprocess: dict | None = None, extra: dict | None = None,
+                 int8: bool = False) -> dict:
     """Writes the model folder and returns its manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +143,9 @@ def export_model(model: CLIPN, merges: Path, out: Path, name: str, fp16: bool = 
             _export(ImageEncoder(model, normalize=False), (pixels,), ["pixel_values"], raw)
         convert_to_fp16(raw, out / graphs["image_fp16"])
         raw.unlink()
+    if int8:  # int8 dynamic image encoder (models/clipn/quantize.py), same IO as the fp32 graph
+        graphs["image_int8"] = "image_encoder.int8.onnx"
+        quantize_file(out / graphs["image"], out / graphs["image_int8"])
     np.save(out / "prompt_no.npy", model.prompt_no.detach().numpy().astype(np.float32))
     write_fixture(out / "parity", model, tokenizer)
     size = config.vision.image_size
@@ -185,10 +190,11 @@ def main(argv=None) -> int:
     p.add_argument("--activation", choices=["gelu", "quick_gelu"], help="quick_gelu for OpenAI CLIP weights")
     p.add_argument("--name", help="model name in the manifest (default: the output folder name)")
     p.add_argument("--fp16", action="store_true", help="also write an fp16 image encoder")
+    p.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantised image encoder")
     args = p.parse_args(argv)
     try:
         model = load_clipn(Path(args.checkpoint), args.arch, args.activation)
-        manifest = export_model(model, Path(args.merges), Path(args.out), args.name or Path(args.out).name, fp16=args.fp16)
+        manifest = export_model(model, Path(args.merges), Path(args.out), args.name or Path(args.out).name, fp16=args.fp16, int8=args.int8)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

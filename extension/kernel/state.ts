@@ -1,0 +1,131 @@
+// What the kernel process remembers between cells: the definitions cells made (by name, like
+// kernel variables), loaded models (onnxruntime sessions are costly: one per folder/providers/
+// threads), and image embeddings keyed by image content hash + model + preprocessing.
+import * as path from 'node:path';
+import { ClipnModel } from '../engine/encoder';
+import type { ImageDataset } from '../engine/datasets';
+import type { NoPrompts } from '../engine/prompts';
+import { Definitions } from '../language/resolve';
+import type { CellKind, KernelSettings } from '../protocol';
+import * as fs from 'node:fs';
+import { EmbeddingCache } from '../engine/embedding-cache';
+
+export interface ModelValue {
+  folder: string;
+  model: ClipnModel;
+  /** Identifies the weights + preprocessing for the embedding cache. */
+  key: string;
+  precision: 'fp32' | 'fp16';
+}
+
+export interface DatasetValue {
+  name: string;
+  role: 'id' | 'ood';
+  dataset: ImageDataset;
+}
+
+export interface ClassesValue {
+  names: string[];
+}
+
+export interface PromptsValue {
+  templates?: string[];
+  no: NoPrompts;
+  /** How the pool was described in the cell, for tables. */
+  description: string;
+}
+
+export type Value = ModelValue | DatasetValue | ClassesValue | PromptsValue | Record<string, unknown>;
+
+/** Context for one cell run. */
+export interface RunContext {
+  state: KernelState;
+  settings: KernelSettings;
+  baseDir: string;
+  cellNumber: number;
+  signal: AbortSignal;
+  progress(message: string, done?: number, total?: number): void;
+}
+
+export class KernelState {
+  readonly defs = new Definitions<Value>();
+  private readonly models = new Map<string, Promise<ModelValue>>();
+  private readonly caches = new Map<string, EmbeddingCache>();
+
+  /** Loads (or reuses) a model for a folder with the given providers and threads. */
+  model(folder: string, settings: KernelSettings, providers: string[], precision: 'fp32' | 'fp16'): Promise<ModelValue> {
+    const abs = path.resolve(folder);
+    const threads = settings.threads > 0 ? settings.threads : undefined;
+    const id = JSON.stringify([abs, providers, threads ?? 0, precision]);
+    let p = this.models.get(id);
+    if (!p) {
+      p = (async () => {
+        const model = await ClipnModel.load(abs, {
+          backend: { executionProviders: providers, intraOpNumThreads: threads },
+          cacheDir: settings.cacheFolder ? path.join(settings.cacheFolder, 'verified') : undefined,
+        });
+        const m = model.manifest;
+        // The graphs' hashes name the weights; preprocessing decides the pixels they see.
+        const graph = precision === 'fp16' && m.graphs.image_fp16 ? m.graphs.image_fp16 : m.graphs.image;
+        const key = JSON.stringify([m.files[graph] ?? m.name, m.preprocess]);
+        return { folder: abs, model, key, precision: precision === 'fp16' && m.graphs.image_fp16 ? 'fp16' : 'fp32' } as ModelValue;
+      })();
+      p.catch(() => this.models.delete(id));
+      this.models.set(id, p);
+    }
+    return p;
+  }
+
+  /** The on-disk embedding cache for a model (undefined when no cache folder is set). */
+  cache(m: ModelValue, cacheFolder: string): EmbeddingCache | undefined {
+    if (!cacheFolder) return undefined;
+    const id = JSON.stringify([path.resolve(cacheFolder), m.key]);
+    let c = this.caches.get(id);
+    if (!c) {
+      c = EmbeddingCache.forModel(path.join(cacheFolder, 'embeddings'), m.model.manifest, m.precision);
+      this.caches.set(id, c);
+    }
+    return c;
+  }
+
+  /** Deletes the cache folder's embeddings; returns how many cache folders were removed. */
+  clearCache(cacheFolder: string): number {
+    this.caches.clear();
+    const root = path.join(cacheFolder, 'embeddings');
+    let removed = 0;
+    if (cacheFolder && fs.existsSync(root)) {
+      for (const entry of fs.readdirSync(root)) {
+        fs.rmSync(path.join(root, entry), { recursive: true, force: true });
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  /** Resolves a reference (or the latest definition of the kind) to its value. */
+  lookup<T extends Value>(kind: CellKind, name: string | undefined, key: string): T | undefined {
+    if (name === undefined) return this.defs.latestOf(kind)?.value as T | undefined;
+    const problem = this.defs.problem({ name, kind, key });
+    if (problem) throw new CellError(`${key}: ${problem}; run the cell that defines it first`);
+    return this.defs.get(name)!.value as T;
+  }
+
+  async dispose(): Promise<void> {
+    for (const p of this.models.values()) {
+      try {
+        await (await p).model.dispose();
+      } catch {
+        /* a model that failed to load has nothing to release */
+      }
+    }
+    this.models.clear();
+  }
+}
+
+/** A failure the user can fix in the cell (reported without a stack trace). */
+export class CellError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CellError';
+  }
+}
