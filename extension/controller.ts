@@ -88,8 +88,8 @@ export class ClipnController implements vscode.Disposable {
       return false;
     }
     const source = cell.document.getText();
-    exec.executionOrder = ++this.order;
     const kernel = this.ensureKernel();
+    exec.executionOrder = ++this.order;
     const settings = readSettings(this.context, notebook.uri);
     const baseDir = notebook.uri.scheme === 'file' ? path.dirname(notebook.uri.fsPath) : settings.cacheFolder;
     const progressOutput = new vscode.NotebookCellOutput([vscode.NotebookCellOutputItem.text('Starting…', MIME.text)]);
@@ -109,7 +109,7 @@ export class ClipnController implements vscode.Disposable {
     const cancel = exec.token.onCancellationRequested(() => {
       kernel.cancel(requestId);
       setTimeout(() => {
-        if (kernel.alive && kernel.busy) {
+        if (kernel.alive && kernel.isPending(requestId)) {
           killedForInterrupt = true;
           kernel.kill();
         }

@@ -80,9 +80,9 @@ export class KernelProcess {
     return !this.exited;
   }
 
-  /** True while a run request has no reply yet. */
-  get busy(): boolean {
-    return this.pending.size > 0;
+  /** True while a request has no reply yet. */
+  isPending(requestId: number): boolean {
+    return this.pending.has(requestId);
   }
 
   onDidExit(listener: (reason: string) => void): void {

@@ -69,7 +69,10 @@ function makeArray(bytes: Uint8Array, entry: ArrayEntry): NumericArray {
   }
   // Copy: the source view may be unaligned for 4/8-byte types, and a copy detaches the result
   // from the notebook's buffer.
-  const raw = bytes.slice(entry.offset, entry.offset + entry.length * size).buffer;
+  // (An explicit copy: Node's Buffer#slice returns a view into its shared pool.)
+  const copy = new Uint8Array(entry.length * size);
+  copy.set(bytes.subarray(entry.offset, entry.offset + entry.length * size));
+  const raw = copy.buffer;
   switch (entry.dtype) {
     case 'f32':
       return new Float32Array(raw);

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -33,8 +34,10 @@ SETTINGS = {
     "arch": "tiny",
     "seed": 0,
     "threads": 2,
-    "clip": {"count": 24000, "epochs": 6, "batch_size": 256, "lr": 1e-3, "warmup": 50, "wd": 0.1},
-    "clipn": {"count": 12000, "epochs": 3, "batch_size": 256, "lr": 3e-4, "warmup": 20, "wd": 0.2},
+    "clip": {"count": 40000, "epochs": 5, "batch_size": 128, "lr": 2e-3, "warmup": 100, "wd": 0.1},
+    # The spec's lr is 3e-4 for a pretrained ViT-B/16 at batch 2048; this tiny model from
+    # scratch learns its "no" tower in minutes at a higher rate.
+    "clipn": {"count": 20000, "epochs": 3, "batch_size": 256, "lr": 1.5e-3, "warmup": 20, "wd": 0.2},
     "eval_count": 3000,
 }
 # A minutes-long run of the same steps, for testing that the recipe is deterministic.
@@ -97,7 +100,8 @@ def main(argv=None) -> int:
         model, merges, out, "clipn-tiny-shapes", templates=DEFAULT_TEMPLATES,
         extra={"quality": quality, "recipe": settings, "checkpoint": CHECKPOINT_NAME},
     )
-    print(f"wrote {out} in {time.time() - started:.0f}s", flush=True)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"wrote {out} in {time.time() - started:.0f}s wall, {usage.ru_utime + usage.ru_stime:.0f} CPU-seconds", flush=True)
     return 0
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 ID_SHAPES = ["circle", "square", "triangle", "star", "cross", "arrow"]
-OOD_SHAPES = ["ring", "diamond", "hexagon", "crescent", "bar", "heart"]
+OOD_SHAPES = ["ring", "diamond", "hourglass", "crescent", "bar", "heart"]
 SHAPES = ID_SHAPES + OOD_SHAPES
 COLOURS = {
     "red": (220, 30, 30),
@@ -79,6 +79,11 @@ def _arrow() -> list:
     return [(math.hypot(x, y), math.atan2(y, x)) for x, y in xy]
 
 
+def _hourglass() -> list:
+    xy = [(-0.75, -1), (0.75, -1), (0.12, 0), (0.75, 1), (-0.75, 1), (-0.12, 0)]
+    return [(math.hypot(x, y), math.atan2(y, x)) for x, y in xy]
+
+
 def _heart() -> list:
     pts = []
     for k in range(40):
@@ -103,9 +108,9 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, cx, cy, radius, angle, fi
     else:
         points = {
             "square": _regular(4, math.pi / 4),
-            "diamond": [(1.0, 0), (0.6, math.pi / 2), (1.0, math.pi), (0.6, 3 * math.pi / 2)],
+            "diamond": [(1.0, 0), (0.5, math.pi / 2), (1.0, math.pi), (0.5, 3 * math.pi / 2)],
             "triangle": _regular(3),
-            "hexagon": _regular(6, 0),
+            "hourglass": _hourglass(),
             "star": _star(),
             "cross": _cross(),
             "arrow": _arrow(),

@@ -6,6 +6,7 @@
 // code through window.codeAutomationLog / codeAutomationExit. Exit code = the tests' result.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { format } from 'node:util';
 import { launchChromium, scratchDir, startCodeServer } from './host';
 
 interface ShimArgs {
@@ -48,7 +49,8 @@ async function main(): Promise<number> {
     const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
     const exit = new Promise<number>((resolve) => {
       void page.exposeFunction('codeAutomationLog', (type: string, args: unknown[]) => {
-        const text = (Array.isArray(args) ? args : [args]).map((a) => (typeof a === 'string' ? a : JSON.stringify(a))).join(' ');
+        // The workbench forwards console calls with their printf-style arguments.
+        const text = format(...(Array.isArray(args) ? args : [args]));
         (type === 'error' ? process.stderr : process.stdout).write(`${text}\n`);
       });
       void page.exposeFunction('codeAutomationExit', (code: number) => resolve(Number(code)));

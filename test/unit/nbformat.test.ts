@@ -142,3 +142,15 @@ test('the sample notebooks in samples/ are stable under a round trip', () => {
     assert.equal(Buffer.compare(Buffer.from(serializeNotebook(parseNotebook(bytes))), bytes), 0, name);
   }
 });
+
+test('payloads unpack from Node Buffers at any offset (pooled, unaligned)', () => {
+  const packed = packPayload({ a: Float32Array.from([1, 2, 3]), b: Float64Array.from([0.25]), c: Int32Array.from([-7]), d: Uint8Array.from([9]) });
+  const pool = Buffer.alloc(packed.length + 3);
+  pool.set(packed, 3);
+  const back = unpackPayload<{ a: Float32Array; b: Float64Array; c: Int32Array; d: Uint8Array }>(pool.subarray(3));
+  assert.deepEqual(Array.from(back.a), [1, 2, 3]);
+  assert.deepEqual(Array.from(back.b), [0.25]);
+  assert.deepEqual(Array.from(back.c), [-7]);
+  assert.deepEqual(Array.from(back.d), [9]);
+  assert.throws(() => unpackPayload(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9])), /bad magic/);
+});

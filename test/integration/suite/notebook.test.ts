@@ -68,13 +68,13 @@ suite('CLIPN notebook', () => {
   });
 
   test('a malformed cell shows a diagnostic before running and fails with its line', async () => {
-    const nb = await untitled(['dataset:\n  name: x\n  folder: images/id\n  limt: 3\n']);
+    const nb = await untitled(['dataset:\n  name: x\n  folder: images/id\n  limitt: 3\n']);
     const cell = nb.cellAt(0);
     const diags = await waitFor('a diagnostic', () => {
       const d = vscode.languages.getDiagnostics(cell.document.uri);
       return d.length > 0 ? d : undefined;
     }, 10_000);
-    assert.match(diags[0].message, /unknown key "limt".*did you mean `limit`/);
+    assert.match(diags[0].message, /unknown key "limitt".*did you mean `limit`/);
     assert.equal(diags[0].range.start.line, 3);
     assert.equal(diags[0].range.start.character, 2);
     assert.equal(diags[0].severity, vscode.DiagnosticSeverity.Error);
@@ -82,7 +82,7 @@ suite('CLIPN notebook', () => {
     assert.equal(cell.executionSummary?.success, false);
     const err = errorOf(cell)!;
     assert.equal(err.name, 'InvalidCell');
-    assert.match(err.message, /line 4, column 3: unknown key "limt"/);
+    assert.match(err.message, /line 4, column 3: unknown key "limitt"/);
   });
 
   test('killing the kernel mid-run fails that cell; the next run starts a fresh kernel and succeeds', async () => {
@@ -103,7 +103,7 @@ suite('CLIPN notebook', () => {
     assert.match(err.message, /next run starts a fresh kernel/);
     // The editor is fine and a new run works in a new process.
     const again = await runCells(nb, 0, 2);
-    assert.ok(again.every((c) => c.executionSummary?.success === true));
+    assert.ok(again.every((c) => c.executionSummary?.success === true), JSON.stringify(again.map(errorOf)));
     assert.notEqual(api.controller.kernelPid, pid);
     assert.equal(again[0].executionSummary?.executionOrder, 1, 'a fresh kernel counts from 1');
   });
@@ -125,7 +125,7 @@ suite('CLIPN notebook', () => {
     assert.equal(errorOf(cell)?.name, 'Interrupted');
     // The kernel is still usable afterwards.
     const after = await runCells(nb, 1, 2);
-    assert.equal(after[0].executionSummary?.success, true);
+    assert.equal(after[0].executionSummary?.success, true, JSON.stringify(errorOf(after[0])));
   });
 
   test('in an untrusted workspace nothing executes and no kernel starts', async () => {

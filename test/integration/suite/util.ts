@@ -70,7 +70,7 @@ export async function untitled(sources: string[]): Promise<vscode.NotebookDocume
 export async function runCells(nb: vscode.NotebookDocument, start: number, end: number): Promise<vscode.NotebookCell[]> {
   const since = Date.now();
   await vscode.commands.executeCommand('notebook.cell.execute', { ranges: [{ start, end }], document: nb.uri });
-  const cells = nb.getCells(new vscode.NotebookRange(start, end));
+  const cells = nb.getCells(new vscode.NotebookRange(start, end)).filter((c) => c.kind === vscode.NotebookCellKind.Code);
   await waitFor('the cells to finish', () => cells.every((c) => c.executionSummary?.success !== undefined && (c.executionSummary.timing?.endTime ?? Infinity) >= since) || cells.some((c) => c.executionSummary?.success === false), 300_000);
   return cells;
 }

@@ -1,0 +1,147 @@
+// End to end: the packaged .vsix installed into code-server, chromium opens
+// samples/getting-started.clipnb, runs all, and waits until every figure is drawn by plotly in
+// the output webview; screenshots go to test-artifacts/. Then the notebook is saved, closed and
+// reopened, and every figure must draw again with no kernel run. Prints "N passed, N failed".
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseCell } from '../../extension/language/validate';
+import { parseNotebook } from '../../extension/notebook/nbformat';
+import { MIME } from '../../extension/protocol';
+import { installVsix, launchChromium, REPO_ROOT, scratchDir, startCodeServer } from '../integration/host';
+import { drawnFigures, openNotebook, outputFrame, runAll, saveAndClose, scrollThrough, waitForWorkbench } from './workbench';
+
+const ARTIFACTS = process.env.CLIPN_ARTIFACTS ?? path.join(REPO_ROOT, 'test-artifacts');
+const NOTEBOOK = 'getting-started.clipnb';
+/** Figures each cell kind draws (dataset: class counts; evaluate: ROC + histogram; embed: PCA). */
+const FIGURES: Record<string, number> = { dataset: 1, evaluate: 2, embed: 1 };
+
+const results: Array<{ name: string; ok: boolean; detail: string }> = [];
+const log = (s: string) => console.log(`e2e: ${s}`);
+
+function packageVsix(): string {
+  if (process.env.CLIPN_VSIX) return process.env.CLIPN_VSIX;
+  const out = path.join(REPO_ROOT, 'build', 'clipn-lab-linux-x64.vsix');
+  const t = Date.now();
+  execFileSync('npm', ['run', '--silent', 'package'], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+  log(`packaged ${path.relative(REPO_ROOT, out)} (${(fs.statSync(out).size / 1048576).toFixed(1)} MB) in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  return out;
+}
+
+async function check(name: string, fn: () => Promise<string>): Promise<void> {
+  try {
+    const detail = await fn();
+    results.push({ name, ok: true, detail });
+    log(`ok   ${name}: ${detail}`);
+  } catch (err) {
+    results.push({ name, ok: false, detail: (err as Error).message });
+    log(`FAIL ${name}: ${(err as Error).stack ?? err}`);
+  }
+}
+
+async function main(): Promise<number> {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const root = scratchDir('clipn-e2e-');
+  const workspace = path.join(root, 'workspace');
+  fs.cpSync(path.join(REPO_ROOT, 'samples'), workspace, { recursive: true });
+  const nbFile = path.join(workspace, NOTEBOOK);
+  // A file whose name is markup, and unreadable, so every view that lists failures shows it.
+  const XSS = '<img src=x onerror=alert(1)>.png';
+  fs.writeFileSync(path.join(workspace, 'images', 'ood', fs.readdirSync(path.join(workspace, 'images', 'ood'))[0], XSS), '');
+  const expected = parseNotebook(fs.readFileSync(nbFile))
+    .cells.filter((c) => c.kind === 'code')
+    .reduce((n, c) => n + (FIGURES[parseCell(c.source).kind ?? ''] ?? 0), 0);
+
+  const settings: Record<string, unknown> = { 'clipn.cacheFolder': path.join(root, 'cache') };
+  if (!fs.existsSync(path.join(REPO_ROOT, 'models', 'default', 'clipn.json'))) {
+    const { exportMicroModel } = await import('../unit/helpers/models');
+    settings['clipn.modelFolder'] = exportMicroModel();
+    log(`models/default is missing; the notebook runs on the micro model ${settings['clipn.modelFolder']}`);
+  }
+  const vsix = packageVsix();
+  const extensionsDir = path.join(root, 'extensions');
+  await installVsix(root, extensionsDir, vsix);
+  const server = await startCodeServer({ root, extensionsDir, userSettings: settings });
+  const browser = await launchChromium(root);
+  let ok = false;
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 2400 } });
+    page.on('pageerror', (e) => log(`page error: ${e.message}`));
+    const dialogs: string[] = [];
+    page.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    const t0 = Date.now();
+    await page.goto(`${server.url}/?folder=${encodeURIComponent(workspace)}`);
+    await waitForWorkbench(page);
+    log(`workbench after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+    await check('run all draws every figure', async () => {
+      await openNotebook(page, NOTEBOOK, log);
+      const t = Date.now();
+      await runAll(page);
+      const deadline = Date.now() + 180_000;
+      let drawn = 0;
+      while ((drawn = await drawnFigures(page)) < expected) {
+        if (Date.now() > deadline) throw new Error(`${drawn} of ${expected} figures drawn after 180 s`);
+        await scrollThrough(page);
+        await page.waitForTimeout(500);
+      }
+      await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-run-all.png'), fullPage: true });
+      await outputFrame(page).locator('.clipn-figure.js-plotly-plot').first().screenshot({ path: path.join(ARTIFACTS, 'e2e-figure.png') });
+      return `${drawn}/${expected} figures drawn ${((Date.now() - t) / 1000).toFixed(1)} s after Run All`;
+    });
+
+    await check('saved notebook keeps self-contained outputs', async () => {
+      await saveAndClose(page);
+      const saved = parseNotebook(fs.readFileSync(nbFile));
+      const views = saved.cells.flatMap((c) => c.outputs.flatMap((o) => o.items.filter((i) => i.mime === MIME.view)));
+      const codeCells = saved.cells.filter((c) => c.kind === 'code').length;
+      if (views.length !== codeCells) throw new Error(`${views.length} view outputs saved for ${codeCells} code cells`);
+      return `${views.length} view outputs in ${NOTEBOOK} (${(fs.statSync(nbFile).size / 1024).toFixed(0)} KB)`;
+    });
+
+    await check('reopened notebook draws every figure without running', async () => {
+      const t = Date.now();
+      await openNotebook(page, NOTEBOOK, log);
+      const deadline = Date.now() + 60_000;
+      let drawn = 0;
+      while ((drawn = await drawnFigures(page)) < expected) {
+        if (Date.now() > deadline) throw new Error(`${drawn} of ${expected} figures drawn after reopening`);
+        await scrollThrough(page);
+        await page.waitForTimeout(500);
+      }
+      await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-reopened.png'), fullPage: true });
+      return `${drawn}/${expected} figures drawn ${((Date.now() - t) / 1000).toFixed(1)} s after reopening`;
+    });
+
+    await check('a file named like markup shows as text and runs nothing', async () => {
+      const shown = await outputFrame(page).locator('.clipn-list li', { hasText: XSS }).count();
+      if (shown === 0) throw new Error(`no output lists ${XSS} as text`);
+      const injected = await outputFrame(page).locator('.clipn-view img, .clipn-view script').count();
+      if (injected !== 0) throw new Error(`${injected} img/script elements inside outputs`);
+      if (dialogs.length) throw new Error(`dialogs opened: ${dialogs.join('; ')}`);
+      return `${XSS} listed as text in ${shown} outputs; no element, no dialog`;
+    });
+    ok = results.every((r) => r.ok);
+    if (!ok) await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-failure.png'), fullPage: true }).catch(() => undefined);
+  } finally {
+    await browser.close().catch(() => undefined);
+    await server.stop();
+    if (ok && !process.env.CLIPN_KEEP_SCRATCH) fs.rmSync(root, { recursive: true, force: true });
+    else log(`scratch kept: ${root}`);
+  }
+  const passed = results.filter((r) => r.ok).length;
+  console.log(`${passed} passed, ${results.length - passed} failed`);
+  return passed === results.length && results.length > 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err instanceof Error ? err.stack : err);
+    console.log(`${results.filter((r) => r.ok).length} passed, ${results.filter((r) => !r.ok).length + 1} failed`);
+    process.exit(1);
+  },
+);

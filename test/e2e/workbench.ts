@@ -1,0 +1,80 @@
+// Driving the VS Code workbench in chromium: open a file by quick open, recognise whether it
+// opened as a notebook, run all, and reach into the notebook's output webview (two iframes
+// deep: the webview host frame, then its #active-frame).
+import type { FrameLocator, Page } from 'playwright-core';
+
+// VS Code keeps hidden notebook editor parts around: only a visible one counts.
+export const NOTEBOOK_EDITOR = '.notebook-editor >> visible=true';
+
+export function outputFrame(page: Page): FrameLocator {
+  return page.frameLocator('iframe.webview.ready').frameLocator('#active-frame');
+}
+
+export async function waitForWorkbench(page: Page): Promise<void> {
+  await page.waitForSelector('.monaco-workbench .part.editor', { timeout: 90_000 });
+  // The remote extension host must be up before a notebook opens as one (vscode-host notes).
+  await page.waitForSelector('.statusbar', { timeout: 60_000 });
+}
+
+async function command(page: Page, name: string): Promise<void> {
+  await page.keyboard.press('F1');
+  const input = page.locator('.quick-input-widget input');
+  await input.waitFor({ state: 'visible', timeout: 10_000 });
+  await input.fill(`>${name}`);
+  // Click the row whose label is the command, not whatever fuzzy match comes first.
+  const row = page.locator('.quick-input-list .monaco-list-row', { has: page.locator('.label-name', { hasText: new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) }) });
+  await row.first().click({ timeout: 10_000 });
+}
+
+/** Opens a workspace file with quick open; retries while it opens as plain text. */
+export async function openNotebook(page: Page, fileName: string, log: (s: string) => void): Promise<void> {
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    await page.keyboard.press('Control+P');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible', timeout: 10_000 });
+    await input.fill(fileName);
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: fileName }).first().waitFor({ timeout: 15_000 });
+    await page.keyboard.press('Enter');
+    try {
+      await page.locator(NOTEBOOK_EDITOR).first().waitFor({ state: 'visible', timeout: 8_000 });
+      return;
+    } catch {
+      // Opened before the extension registered `contributes.notebooks`: a text editor. Close, retry.
+      log(`open ${fileName}: not a notebook editor yet (attempt ${attempt}); reopening`);
+      await command(page, 'View: Revert and Close Editor').catch(() => undefined);
+      await page.waitForTimeout(2000);
+    }
+  }
+  throw new Error(`${fileName} never opened as a notebook`);
+}
+
+/** Runs every cell: the editor toolbar's Run All, picking the CLIPN kernel if VS Code asks. */
+export async function runAll(page: Page): Promise<void> {
+  await page.locator('.notebook-toolbar-container >> visible=true').first().locator('[role="button"][aria-label="Run All"]').first().click({ timeout: 15_000 });
+  const picker = page.locator('.quick-input-list .monaco-list-row', { hasText: 'CLIPN kernel' });
+  if (await picker.first().isVisible({ timeout: 3000 }).catch(() => false)) await picker.first().click();
+}
+
+export async function saveAndClose(page: Page): Promise<void> {
+  await command(page, 'File: Save');
+  await page.waitForTimeout(500);
+  await command(page, 'View: Close Editor');
+  await page.locator(NOTEBOOK_EDITOR).first().waitFor({ state: 'detached', timeout: 10_000 }).catch(() => undefined);
+}
+
+/** Scrolls the notebook through so every output gets rendered (the list is virtualised). */
+export async function scrollThrough(page: Page): Promise<void> {
+  const list = page.locator(NOTEBOOK_EDITOR).first().locator('.monaco-list').first();
+  const box = await list.boundingBox();
+  if (!box) return;
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  for (let i = 0; i < 20; i++) {
+    await page.mouse.wheel(0, 600);
+    await page.waitForTimeout(100);
+  }
+}
+
+/** Number of figures that plotly has drawn (an SVG inside each figure box) in the outputs. */
+export async function drawnFigures(page: Page): Promise<number> {
+  return outputFrame(page).locator('.clipn-figure.js-plotly-plot:has(.main-svg)').count().catch(() => 0);
+}

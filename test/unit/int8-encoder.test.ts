@@ -1,0 +1,141 @@
+// The int8 dynamically quantised image encoder (models/clipn/quantize.py, `export --int8`) run
+// by onnxruntime-node: the contrib DynamicQuantizeMatMul graph and the standard-op
+// (MatMulInteger) variant both load and run, and their features stay at cosine >= 0.99 to the
+// fp32 graph's on the micro model. Graph structure is tested in test/models/test_quantize.py.
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { OrtBackend } from '../../extension/engine/backend';
+import { ClipnModel } from '../../extension/engine/encoder';
+import { loadManifest, ManifestError, validateManifest } from '../../extension/engine/manifest';
+import { readNpy } from '../../extension/engine/npy';
+import { PYTHON, REPO_ROOT } from './helpers/python';
+
+const EXPORT_INT8 = `
+import json, sys
+from pathlib import Path
+import torch
+from clipn.config import get_config
+from clipn.model import CLIPN
+from clipn.recipe import caption_corpus
+from clipn.vocab import learn_merges, write_merges
+from clipn.tokenizer import ClipTokenizer
+from clipn.export import export_model
+from clipn.quantize import quantize_file
+
+work = Path(sys.argv[1])
+merges = work / "merges.txt"
+write_merges(merges, learn_merges(caption_corpus()))
+torch.manual_seed(0)
+model = CLIPN(get_config("micro").with_vocab(ClipTokenizer(merges).vocab_size))
+export_model(model, merges, work / "micro", "micro-int8", int8=True)
+quantize_file(work / "micro" / "image_encoder.onnx", work / "image_encoder.matmulinteger.onnx", op="matmulinteger")
+print(json.dumps({"folder": str(work / "micro"), "standard": str(work / "image_encoder.matmulinteger.onnx")}))
+`;
+
+function rowCosines(a: Float32Array, b: Float32Array, d: number): number[] {
+  assert.equal(a.length, b.length);
+  const out: number[] = [];
+  for (let r = 0; r < a.length / d; r++) {
+    let dot = 0;
+    let na = 0;
+    let nb = 0;
+    for (let j = 0; j < d; j++) {
+      dot += a[r * d + j] * b[r * d + j];
+      na += a[r * d + j] ** 2;
+      nb += b[r * d + j] ** 2;
+    }
+    out.push(dot / Math.sqrt(na * nb));
+  }
+  return out;
+}
+
+describe('int8 image encoder on onnxruntime-node', () => {
+  let work: string;
+  let folder: string;
+  let standard: string;
+  const backend = new OrtBackend({ executionProviders: ['cpu'] });
+
+  before(() => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'clipn-int8-'));
+    const r = spawnSync(PYTHON, ['-c', EXPORT_INT8, work], {
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+      env: { ...process.env, PYTHONPATH: path.join(REPO_ROOT, 'models'), PYTHONWARNINGS: 'ignore' },
+    });
+    assert.equal(r.status, 0, `int8 export failed: ${r.stderr}`);
+    const lines = r.stdout.trim().split('\n');
+    ({ folder, standard } = JSON.parse(lines[lines.length - 1]) as { folder: string; standard: string });
+  });
+
+  after(async () => {
+    await backend.dispose();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  test('the manifest lists image_int8 and the loader resolves and verifies it', async () => {
+    const m = await loadManifest(folder, { verify: 'full' });
+    assert.equal(m.manifest.graphs.image_int8, 'image_encoder.int8.onnx');
+    assert.equal(m.graphs.image_int8, path.join(folder, 'image_encoder.int8.onnx'));
+    assert.equal(m.verification, 'hashed');
+    // A manifest naming an int8 graph that is not among the hashed files is refused.
+    const raw = JSON.parse(fs.readFileSync(path.join(folder, 'clipn.json'), 'utf8'));
+    raw.graphs.image_int8 = 'elsewhere.onnx';
+    const bad = path.join(work, 'bad');
+    fs.cpSync(folder, bad, { recursive: true });
+    fs.writeFileSync(path.join(bad, 'clipn.json'), JSON.stringify(raw));
+    await assert.rejects(loadManifest(bad), (e: Error) => e instanceof ManifestError && /graphs\.image_int8.*not listed in "files"/.test(e.message));
+    raw.graphs.image_int8 = 42;
+    assert.throws(() => validateManifest(raw, 'clipn.json'), /graphs\.image_int8" must be a non-empty string/);
+  });
+
+  test('int8 features are at cosine >= 0.99 to fp32 (fixture pixels and random pixels)', async () => {
+    const m = await loadManifest(folder);
+    const fp32 = await backend.session('image', m.graphs.image);
+    const int8 = await backend.session('image_int8', m.graphs.image_int8!);
+    const contribStandard = await backend.session('image_int8_std', standard);
+    assert.deepEqual(int8.inputNames, fp32.inputNames);
+    assert.deepEqual(int8.outputNames, fp32.outputNames);
+    const fixture = readNpy(path.join(folder, 'parity', 'pixel_values.npy'));
+    const size = m.manifest.preprocess.size;
+    let seed = 99;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff) * 4 - 2;
+    const random = Float32Array.from({ length: 5 * 3 * size * size }, rand);
+    const d = m.manifest.embed_dim;
+    for (const [label, data, dims] of [
+      ['fixture', fixture.data as Float32Array, fixture.shape],
+      ['random', random, [5, 3, size, size]],
+    ] as const) {
+      const feeds = { pixel_values: { type: 'float32' as const, data, dims } };
+      const a = await fp32.run(feeds);
+      const b = await int8.run(feeds);
+      const c = await contribStandard.run(feeds);
+      assert.deepEqual(b.dims, a.dims);
+      for (const cos of rowCosines(a.data, b.data, d)) assert.ok(cos >= 0.99, `${label}: int8 cosine ${cos} < 0.99`);
+      for (const cos of rowCosines(a.data, c.data, d)) assert.ok(cos >= 0.99, `${label}: MatMulInteger variant cosine ${cos} < 0.99`);
+      // Same quantisation maths in both forms.
+      for (const cos of rowCosines(b.data, c.data, d)) assert.ok(cos >= 0.999, `${label}: contrib vs standard cosine ${cos}`);
+      // Outputs stay L2-normalised (the normalisation is float32 in both graphs).
+      for (let r = 0; r < dims[0]; r++) {
+        let s = 0;
+        for (let j = 0; j < d; j++) s += b.data[r * d + j] ** 2;
+        assert.ok(Math.abs(Math.sqrt(s) - 1) < 1e-4);
+      }
+    }
+  });
+
+  test('ClipnModel loads a folder with an int8 graph and still encodes with fp32', async () => {
+    const model = await ClipnModel.load(folder, { backend: { executionProviders: ['cpu'] } });
+    try {
+      const fixture = readNpy(path.join(folder, 'parity', 'pixel_values.npy'));
+      const e = await model.encodePixels(fixture.data as Float32Array, fixture.shape);
+      const want = readNpy(path.join(folder, 'parity', 'image_embeds.npy')).data as Float32Array;
+      for (const cos of rowCosines(e.data, want, model.embedDim)) assert.ok(cos > 0.99999);
+    } finally {
+      await model.dispose();
+    }
+  });
+});
