@@ -91,12 +91,13 @@ for line in sys.stdin:
             x = torch.randn(b, 3, 224, 224, generator=gen)
             if cmd.get("warmup"):
                 model.encode_image(x)
-            times = []
+            times, cpu = [], []
             for _ in range(cmd["batches"]):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 model.encode_image(x)
                 times.append(time.perf_counter() - t)
-            print(json.dumps({"times": times}), flush=True)
+                cpu.append(time.process_time() - c)
+            print(json.dumps({"times": times, "cpu": cpu}), flush=True)
         elif cmd["op"] == "encode":
             x = torch.from_numpy(np.load(cmd["pixels"]))
             np.save(cmd["out"], model.encode_image(x).numpy())
@@ -242,6 +243,9 @@ async function main(): Promise<void> {
   console.log(`parity: engine fp32 vs PyTorch fp32 on the same pixels, min cosine ${parity.toFixed(6)}`);
 
   const rate = { fp32: [] as number[], int8: [] as number[], torch: [] as number[] };
+  // Images per CPU-second (all threads of the process: ORT's pool and libuv's decoders, or
+  // PyTorch's OpenMP threads): steadier than wall time when other jobs share the cores.
+  const perCpu = { fp32: [] as number[], int8: [] as number[], torch: [] as number[] };
   const cosines: number[] = [];
   const steps = ['fp32', 'int8', 'torch'] as const;
   for (let r = 0; r < rounds; r++) {
@@ -253,16 +257,21 @@ async function main(): Promise<void> {
         const res = await torch.ask({ op: 'time', batch, batches });
         const secs = (res.times as number[]).reduce((x, y) => x + y, 0);
         rate.torch.push(n / secs);
+        perCpu.torch.push(n / (res.cpu as number[]).reduce((x, y) => x + y, 0));
       } else {
         const t0 = performance.now();
+        const c0 = process.cpuUsage();
         const out = step === 'fp32' ? (await encodeFp32()).data : (await encodeInt8()).data;
         rate[step].push(n / ((performance.now() - t0) / 1000));
+        const cu = process.cpuUsage(c0);
+        perCpu[step].push(n / ((cu.user + cu.system) / 1e6));
         if (step === 'fp32') fp32Out = out;
         else int8Out = out;
       }
     }
     cosines.push(...rowCosines(fp32Out!, int8Out!, dim));
-    console.log(`round ${r + 1}/${rounds}: images/s fp32 ${rate.fp32[r].toFixed(2)}, int8 ${rate.int8[r].toFixed(2)}, PyTorch ${rate.torch[r].toFixed(2)} (load ${os.loadavg()[0].toFixed(2)})`);
+    console.log(`round ${r + 1}/${rounds}: images/s fp32 ${rate.fp32[r].toFixed(2)}, int8 ${rate.int8[r].toFixed(2)}, PyTorch ${rate.torch[r].toFixed(2)}; ` +
+      `per CPU-s ${perCpu.fp32[r].toFixed(2)} / ${perCpu.int8[r].toFixed(2)} / ${perCpu.torch[r].toFixed(2)} (load ${os.loadavg()[0].toFixed(2)})`);
   }
   torch.proc.stdin.end();
   await model.dispose();
@@ -284,6 +293,11 @@ async function main(): Promise<void> {
   console.log(`ratio engine fp32 / PyTorch fp32: ${(fp32 / pt).toFixed(2)}x (goal >= 1.5x: ${fp32 / pt >= 1.5 ? 'MET' : 'NOT MET'})`);
   console.log(`ratio engine int8 / PyTorch fp32: ${(int8 / pt).toFixed(2)}x (goal >= 3x: ${int8 / pt >= 3 ? 'MET' : 'NOT MET'})`);
   console.log(`ratio engine int8 / engine fp32: ${(int8 / fp32).toFixed(2)}x`);
+  const cf = median(perCpu.fp32);
+  const ci = median(perCpu.int8);
+  const ct = median(perCpu.torch);
+  console.log(`per CPU-second (all threads; steadier under load): engine fp32 ${cf.toFixed(2)}, int8 ${ci.toFixed(2)}, PyTorch ${ct.toFixed(2)} images; ` +
+    `ratios fp32/PyTorch ${(cf / ct).toFixed(2)}x, int8/PyTorch ${(ci / ct).toFixed(2)}x, int8/fp32 ${(ci / cf).toFixed(2)}x`);
   console.log(`int8 vs fp32 features on the same JPEGs: cosine min ${minCos.toFixed(5)}, mean ${meanCos.toFixed(5)} over ${cosines.length} images ` +
     `(goal >= 0.99: ${minCos >= 0.99 ? 'MET' : 'NOT MET'})`);
   if (machine.loadAverage[0] > machine.logicalCpus) console.log('note: the machine was busy when the run started; throughputs are noisy and pessimistic');

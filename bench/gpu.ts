@@ -227,6 +227,17 @@ interface OnnxRow {
   vs_torch_host?: number;
 }
 
+interface ProviderEntry {
+  model: string;
+  requested: string;
+  precision: string;
+  order: string[];
+  used?: string;
+  skipped?: Array<{ name: string; reason: string }>;
+  session_s?: number;
+  parity_min_cosine?: number;
+}
+
 interface Results {
   started: string;
   machine: Record<string, unknown>;
@@ -234,7 +245,7 @@ interface Results {
   peaks?: { fp16: number; fp32: number; source: string };
   torch?: { device?: string; file: string };
   models: Array<Record<string, unknown>>;
-  providers: Array<Record<string, unknown>>;
+  providers: ProviderEntry[];
   onnx: OnnxRow[];
   e2e: Array<Record<string, unknown>>;
   notes: string[];
@@ -353,12 +364,14 @@ async function main(): Promise<number> {
     } catch (err) {
       note(`${label}: parity fixture unreadable (${firstLine(err)})`);
     }
-    const torchFor = (precision: string, batch: number, mode: string) =>
-      torch && (!torch.arch || torch.arch === m.architecture.config)
+    // PyTorch rows compare only like with like: same architecture, and GPU rows with a GPU run.
+    const torchFor = (precision: string, batch: number, mode: string, onCpu: boolean) =>
+      torch && (!torch.arch || torch.arch === m.architecture.config) && onCpu === (torch.device === 'cpu')
         ? torch.results.find((t) => t.precision === precision && t.batch === batch && t.mode === mode)
         : undefined;
 
-    let firstGpuProvider: string | undefined;
+    /** provider -> precisions that ran on it (not fallen through). */
+    const ranOn = new Map<string, Set<string>>();
     for (const requested of o.providers) {
       if (pastDeadline()) {
         note(`deadline reached: ${label} on ${requested} skipped`);
@@ -368,11 +381,13 @@ async function main(): Promise<number> {
       const onCpu = requested === 'cpu';
       const precisions = (onCpu ? o.cpuPrecisions : o.precisions).filter((p) => p === 'fp32' || hasFp16);
       const batches = onCpu ? o.cpuBatches : o.batches;
-      const model = await ClipnModel.load(folder, { backend: { executionProviders: order, intraOpNumThreads: o.threads } });
-      const entry: Record<string, unknown> = { model: label, requested, order, session_s: {}, parity_min_cosine: {} };
-      res.providers.push(entry);
-      try {
-        for (const precision of precisions) {
+      // One ClipnModel per precision: the backend remembers a provider that failed on one graph
+      // and skips it for every later graph, so an fp16-only failure must not hide fp32 rows.
+      for (const precision of precisions) {
+        const model = await ClipnModel.load(folder, { backend: { executionProviders: order, intraOpNumThreads: o.threads } });
+        const entry: ProviderEntry = { model: label, requested, precision, order };
+        res.providers.push(entry);
+        try {
           const graph = precision === 'fp16' ? 'image_fp16' : 'image';
           const ts = performance.now();
           let report;
@@ -382,16 +397,20 @@ async function main(): Promise<number> {
             error(`${label} ${requested} ${precision}: session failed: ${firstLine(err)}`);
             continue;
           }
-          (entry.session_s as Record<string, number>)[precision] = r2((performance.now() - ts) / 1000);
+          entry.session_s = r2((performance.now() - ts) / 1000);
           entry.used = report.used;
           entry.skipped = report.skipped;
           const skippedText = report.skipped.map((s) => `${s.name}: ${s.reason}`).join('; ');
-          console.log(`-- ${requested} ${precision}: provider used ${report.used}${skippedText ? ` (skipped ${skippedText})` : ''}, session ${((performance.now() - ts) / 1000).toFixed(1)} s`);
+          console.log(`-- ${requested} ${precision}: provider used ${report.used}${skippedText ? ` (skipped ${skippedText})` : ''}, session ${entry.session_s.toFixed(1)} s`);
+          if (report.used !== requested) {
+            note(`${label} ${precision}: ${requested} fell through to ${report.used}; its rows and parity are not measured (cpu has its own rows) (${skippedText})`);
+            continue;
+          }
           if (fixture) {
             try {
               const got = await model.encodePixels(fixture.pixels, fixture.dims, precision);
               const c = minRowCosine(got.data, fixture.want, model.embedDim);
-              (entry.parity_min_cosine as Record<string, number>)[precision] = Math.round(c * 1e6) / 1e6;
+              entry.parity_min_cosine = Math.round(c * 1e6) / 1e6;
               const want = precision === 'fp16' ? 0.999 : 0.9999;
               console.log(`   parity vs PyTorch fixture: min cosine ${c.toFixed(6)} ${c >= want ? 'ok' : `BELOW ${want}`}`);
               if (c < want) res.errors.push(`${label} ${report.used} ${precision}: parity min cosine ${c.toFixed(6)} < ${want}`);
@@ -399,11 +418,8 @@ async function main(): Promise<number> {
               error(`${label} ${report.used} ${precision}: parity run failed: ${firstLine(err)}`);
             }
           }
-          if (report.used !== requested) {
-            note(`${label}: ${requested} fell through to ${report.used}; its rows are not measured (${skippedText})`);
-            break;
-          }
-          if (!onCpu) firstGpuProvider ??= requested;
+          if (!ranOn.has(requested)) ranOn.set(requested, new Set());
+          ranOn.get(requested)!.add(precision);
           for (const batch of batches) {
             if (pastDeadline()) {
               note(`deadline reached: ${label} ${requested} ${precision} b${batch} and later rows skipped`);
@@ -433,8 +449,8 @@ async function main(): Promise<number> {
               };
               const peak = peaks ? (precision === 'fp16' ? peaks.fp16 : peaks.fp32) : 0;
               if (!onCpu && peak > 0) row.peak_fraction = Math.round((tflops / peak) * 1e4) / 1e4;
-              const td = torchFor(precision, batch, 'device');
-              const th = torchFor(precision, batch, 'host');
+              const td = torchFor(precision, batch, 'device', onCpu);
+              const th = torchFor(precision, batch, 'host', onCpu);
               if (td) row.vs_torch_device = r2(ips / td.images_per_s);
               if (th) row.vs_torch_host = r2(ips / th.images_per_s);
               res.onnx.push(row);
@@ -450,24 +466,29 @@ async function main(): Promise<number> {
               error(`${label} ${requested} ${precision} b${batch}: ${firstLine(err)}`);
             }
           }
+        } finally {
+          await model.dispose();
         }
-      } finally {
-        await model.dispose();
+        save();
       }
-      save();
     }
 
     // End to end on the first model, with the first GPU provider that ran (else the first that ran).
     if (o.e2e > 0 && !e2eDone) {
       e2eDone = true;
-      const provider = firstGpuProvider ?? (o.providers.includes('cpu') ? 'cpu' : undefined);
+      const provider = [...ranOn.keys()].find((p) => p !== 'cpu') ?? (ranOn.has('cpu') ? 'cpu' : undefined);
       if (!sharp) note('end to end skipped: sharp is not packed');
       else if (!provider) note('end to end skipped: no provider ran');
       else if (pastDeadline()) note('end to end skipped: deadline reached');
       else {
-        const precision = hasFp16 ? o.e2ePrecision : 'fp32';
+        // fp16 graphs are very slow on onnxruntime's CPU provider; the CPU fallback stays small.
+        const onCpu = provider === 'cpu';
+        const ran = provider ? ranOn.get(provider)! : new Set<string>();
+        const precision = onCpu ? 'fp32' : ran.has(o.e2ePrecision) ? o.e2ePrecision : ran.has('fp16') ? 'fp16' : 'fp32';
+        const eo = onCpu ? { ...o, e2e: Math.min(o.e2e, 256), e2eBatch: Math.min(o.e2eBatch, 32) } : o;
+        if (onCpu) note(`end to end on cpu (no GPU provider ran): fp32, ${eo.e2e} images, batch ${eo.e2eBatch}`);
         try {
-          await endToEnd(o, folder, label, provider, precision, sharp, res, save, note, error, deadlineLeft(o, elapsed));
+          await endToEnd(eo, folder, label, provider, precision, sharp, res, save, note, error, deadlineLeft(o, elapsed));
         } catch (err) {
           error(`end to end: ${firstLine(err)}`);
         }
@@ -595,6 +616,10 @@ async function endToEnd(
       const per = 3 * size * size;
       const batch = o.e2eBatch;
       const report = await model.providerReport(precision === 'fp16' ? 'image_fp16' : 'image');
+      if (report.used !== provider) {
+        note(`end to end skipped: ${provider} fell through to ${report.used} this time`);
+        return;
+      }
       // Warm the graph at this batch size so shader/kernel compilation is not timed.
       const warm = new Float32Array(batch * per);
       await model.encodePixels(warm, [batch, 3, size, size], precision);
@@ -679,11 +704,13 @@ function summary(res: Results): string {
   lines.push(`GPU bench (${res.machine.gpu}; node ${res.machine.node}, onnxruntime-node ${res.machine.onnxruntimeNode}, ${res.machine.cores} cores, ${res.seconds} s)`);
   if (res.peaks) lines.push(`peaks assumed: fp16 ${res.peaks.fp16}, fp32 ${res.peaks.fp32} TFLOP/s (${res.peaks.source})`);
   for (const p of res.providers) {
-    const skipped = (p.skipped as Array<{ name: string; reason: string }> | undefined) ?? [];
+    const skipped = p.skipped ?? [];
     lines.push(
-      `provider ${String(p.requested)} -> used ${String(p.used ?? 'none')}` +
+      `provider ${p.requested} ${p.precision} -> used ${p.used ?? 'none'}` +
         (skipped.length ? ` (skipped: ${skipped.map((s) => `${s.name}: ${s.reason}`).join('; ')})` : '') +
-        `; session s ${JSON.stringify(p.session_s)}; parity min cosine ${JSON.stringify(p.parity_min_cosine)}  [${String(p.model)}]`,
+        (p.session_s !== undefined ? `; session ${p.session_s} s` : '') +
+        (p.parity_min_cosine !== undefined ? `; parity min cosine ${p.parity_min_cosine}` : '') +
+        `  [${p.model}]`,
     );
   }
   lines.push('ONNX only (median images/s):');

@@ -44,9 +44,10 @@ tar -czf "$RG_CACHE/ripgrep-v13.0.0-10-x86_64-unknown-linux-musl.tar.gz" -C "$TM
   # Keep the user's npm settings (e.g. nodedir, so native addons build against local headers
   # instead of downloading them) although HOME moves.
   USERCONFIG="${npm_config_userconfig:-$HOME/.npmrc}"
+  CACHE="${npm_config_cache:-$HOME/.npm}"
   NODEDIR=()
   [[ -f /usr/include/node/node.h ]] && NODEDIR=(--nodedir=/usr)
-  HOME="$PREFIX/home" TMPDIR="$TMP_ROOT" npm_config_userconfig="$USERCONFIG" npm_config_unsafe_perm=true npm_config_yes=true \
+  HOME="$PREFIX/home" TMPDIR="$TMP_ROOT" npm_config_userconfig="$USERCONFIG" npm_config_cache="$CACHE" npm_config_yes=true \
     npm install "${NODEDIR[@]}" --no-audit --no-fund --no-save "code-server@$CODE_SERVER_VERSION"
 )
 echo "$CODE_SERVER_VERSION" > "$PREFIX/.version"

@@ -30,3 +30,8 @@ if [[ ! -d node_modules/onnxruntime-node || package-lock.json -nt node_modules/.
   fi
 fi
 npm run --silent build
+
+# The integration and end-to-end suites need a real VS Code (code-server) and chromium.
+if [[ "${1:-}" == "--test" ]]; then
+  bash scripts/install-test-tools.sh
+fi

@@ -24,5 +24,21 @@ p=$(grep -E '^# pass ' test-artifacts/unit.tap | awk '{print $3}'); f=$(grep -E 
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 [[ -n "${p:-}" ]] || { failed=$((failed + 1)); status=1; }
 
+echo "== notebook in VS Code (mocha in code-server's extension host) =="
+node out/test/integration/run.js 2>&1 | tee test-artifacts/integration.log
+rc=${PIPESTATUS[0]}
+p=$(grep -oE '^ *[0-9]+ passing' test-artifacts/integration.log | tail -n 1 | awk '{print $1}')
+f=$(grep -oE '^ *[0-9]+ failing' test-artifacts/integration.log | tail -n 1 | awk '{print $1}')
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+if [[ $rc -ne 0 ]]; then status=1; [[ ${f:-0} -gt 0 ]] || failed=$((failed + 1)); fi
+
+echo "== end to end (.vsix in code-server, Playwright + chromium) =="
+node out/test/e2e/run.js 2>&1 | tee test-artifacts/e2e.log
+rc=${PIPESTATUS[0]}
+summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' test-artifacts/e2e.log | tail -n 1)
+p=$(awk '{print $1}' <<<"$summary"); f=$(awk '{print $3}' <<<"$summary")
+passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+if [[ $rc -ne 0 ]]; then status=1; [[ ${f:-0} -gt 0 ]] || failed=$((failed + 1)); fi
+
 echo "$passed passed, $failed failed"
 exit $status

@@ -1,6 +1,6 @@
 // CLIPN scoring as a small ONNX graph built at run time and executed by onnxruntime, so the
 // feature x text product runs on MLAS's GEMM (tens of GFLOP/s on 2 cores, against ~1 GMAC/s
-// for the plain-TS matmul in scores.ts) and the softmax/sigmoid passes on its vectorised exp.
+// for the plain-TS matmul in scores.ts) and the softmax/exp passes on its vectorised kernels.
 // The maths is scores.ts's (the spec's "Inference" section); scores.ts stays the reference and
 // the fallback when onnxruntime cannot run the graph.
 //
@@ -149,9 +149,8 @@ let defaultBackend: OrtBackend | undefined;
 
 /**
  * The backend used when the caller passes none: CPU only. Probing WebGPU costs ~0.7 s where no
- * adapter exists (backend.ts), more than scoring 50k x 1k images takes, and this graph's
- * ArgMax/GatherElements/Split would mostly run on the CPU anyway. Pass a backend (e.g. the
- * model's) to use its provider order and remembered provider failures instead.
+ * adapter exists (backend.ts), a third of the 2 s budget for scoring 50k x 1k images. Pass a
+ * backend (e.g. the model's) to use its provider order and remembered provider failures.
  */
 function getDefaultBackend(): OrtBackend {
   defaultBackend ??= new OrtBackend({ executionProviders: ['cpu'] });
@@ -287,6 +286,7 @@ export async function scoreFeaturesGraph(input: FeatureInput, opts: GraphScoreOp
   const feeds: Record<string, TensorData> = {};
   if (graph.inputs.textYes) feeds[graph.inputs.textYes] = { type: 'float32', data: textYes, dims: [c, dim] };
   if (graph.inputs.textNo) feeds[graph.inputs.textNo] = { type: 'float32', data: textNo, dims: [c, dim] };
+  let retried = false;
   for (let r0 = 0; r0 < n; r0 += chunk) {
     const rows = Math.min(chunk, n - r0);
     feeds[graph.inputs.image] = { type: 'float32', data: image.subarray(r0 * dim, (r0 + rows) * dim), dims: [rows, dim] };
@@ -294,9 +294,10 @@ export async function scoreFeaturesGraph(input: FeatureInput, opts: GraphScoreOp
     try {
       res = await session.run(feeds, graph.output);
     } catch (err) {
-      // A cached session released behind the cache's back (its backend was disposed, or a
-      // caller released it): forget it and open a new one, once.
-      if (r0 !== 0 || !/session was released/.test(String((err as Error)?.message))) throw err;
+      // A cached session released behind the cache's back (its backend was disposed, a caller
+      // released it, or the LRU evicted it mid-call): forget it and open a new one, once.
+      if (retried || !/session was released/.test(String((err as Error)?.message))) throw err;
+      retried = true;
       forgetScoringSession(spec, opts.backend);
       ({ session, graph } = await scoringSession(spec, opts.backend));
       res = await session.run(feeds, graph.output);

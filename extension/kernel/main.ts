@@ -5,14 +5,14 @@
 // batches (the extension kills the process if that takes longer than it may wait).
 import { parseCell } from '../language/validate';
 import { isCellKind } from '../language/schema';
-import type { CellKind, FromKernel, RunRequest, ToKernel } from '../protocol';
+import type { CellKind, FromKernel, RunRequest, ToKernel, ViewPayload } from '../protocol';
 import { CellError, KernelState, type RunContext } from './state';
 import { packView } from './views';
 import { runClasses, runDataset, runModel, runPrompts } from './cells/setup';
 import { runEvaluate } from './cells/evaluate';
 import { runEmbed } from './cells/embed';
 
-type Runner = (ctx: RunContext, values: Record<string, unknown>, name: string) => Promise<import('../protocol').ViewPayload>;
+type Runner = (ctx: RunContext, values: Record<string, unknown>, name: string) => Promise<ViewPayload>;
 
 const RUNNERS: Record<CellKind, Runner> = {
   model: runModel,
@@ -69,10 +69,9 @@ async function run(req: RunRequest): Promise<void> {
       send({ type: 'error', requestId: req.requestId, reason: 'cancelled', message: 'interrupted' });
     } else {
       const e = err as Error;
-      // Errors the user can act on are shown as they are; others keep their stack for bug reports.
+      // Errors the user can act on are shown as they are; programming errors keep their stack.
       const bug = !(e instanceof CellError) && ['TypeError', 'RangeError', 'ReferenceError', 'SyntaxError'].includes(e?.name);
-      const known = !bug;
-      send({ type: 'error', requestId: req.requestId, reason: 'failed', message: known ? e.message : String(e?.stack ?? e) });
+      send({ type: 'error', requestId: req.requestId, reason: 'failed', message: bug ? String(e?.stack ?? e) : String(e?.message ?? e) });
     }
   } finally {
     running.delete(req.requestId);

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import json
 import shutil
 import sys
@@ -76,9 +77,14 @@ def sha256_file(path: Path) -> str:
 def _export(module: nn.Module, inputs: tuple, names: list, path: Path) -> None:
     axes = {name: {0: "batch"} for name in names}
     axes["embeds"] = {0: "batch"}
+    extra = {}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        # torch >= 2.9 defaults to the dynamo exporter; the TorchScript one gives the graphs
+        # (opset, names, dynamic axes) this project checks, on old and new torch alike.
+        extra["dynamo"] = False
     torch.onnx.export(
         module, inputs, str(path), input_names=names, output_names=["embeds"],
-        dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True,
+        dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True, **extra,
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import shutil
 import sys
 import time
 import warnings
@@ -98,11 +99,14 @@ def main(argv=None) -> int:
     p.add_argument("--exporter", choices=["torchscript", "as-is"], default="torchscript")
     p.add_argument("--check", action="store_true", help="run every graph in onnxruntime (Python, CPU) against the fixture")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-fallback", dest="fallback", action="store_false", help="no retry with torch's default exporter")
+    p.add_argument("--fallback-until-s", type=float, default=120.0, help="start no retry after this many seconds")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     t0 = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    original_export = torch.onnx.export
     exporter = force_torchscript_exporter() if args.exporter == "torchscript" else "as-is (torch default)"
     if args.merges:
         merges = Path(args.merges)
@@ -115,13 +119,32 @@ def main(argv=None) -> int:
     with torch.no_grad():
         model.prompt_no.normal_(0.0, 0.02)
     t1 = time.perf_counter()
-    info = {"arch": args.arch, "out": str(out), "torch": torch.__version__, "exporter": exporter, "vocab": vocab}
-    try:
-        export_model(model, merges, out, f"random-{args.arch}", fp16=args.fp16)
-        info["ok"] = True
-    except Exception as err:  # noqa: BLE001 - the caller wants the reason in its report
-        info["ok"] = False
-        info["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:500] if str(err) else ''}"
+    info = {"arch": args.arch, "out": str(out), "torch": torch.__version__, "exporter": exporter, "vocab": vocab, "attempts": []}
+    # Where the forced TorchScript exporter fails (a torch without it), fall back to torch's
+    # default exporter, then to that without the fp16 graph; each attempt is recorded.
+    attempts = [(exporter, args.fp16)]
+    if args.exporter == "torchscript" and args.fallback:
+        attempts += [("as-is (torch default)", args.fp16)] + ([("as-is (torch default)", False)] if args.fp16 else [])
+    info["ok"] = False
+    for name, fp16 in attempts:
+        if info["attempts"] and time.perf_counter() - t0 > args.fallback_until_s:
+            info["attempts"].append({"exporter": name, "fp16": fp16, "skipped": f"past {args.fallback_until_s} s"})
+            break
+        torch.onnx.export = original_export if name.startswith("as-is") else torch.onnx.export
+        shutil.rmtree(out, ignore_errors=True)  # no file of a failed attempt may enter the manifest
+        out.mkdir(parents=True)
+        ta = time.perf_counter()
+        try:
+            export_model(model, merges, out, f"random-{args.arch}", fp16=fp16)
+            info["attempts"].append({"exporter": name, "fp16": fp16, "ok": True, "s": round(time.perf_counter() - ta, 1)})
+            info.update(ok=True, exporter=name, fp16=fp16)
+            break
+        except Exception as err:  # noqa: BLE001 - the caller wants the reason in its report
+            msg = f"{type(err).__name__}: {str(err).splitlines()[0][:500] if str(err) else ''}"
+            info["attempts"].append({"exporter": name, "fp16": fp16, "ok": False, "error": msg, "s": round(time.perf_counter() - ta, 1)})
+            info["error"] = msg
+    if info["ok"]:
+        info.pop("error", None)
     info["build_s"] = round(t1 - t0, 1)
     info["export_s"] = round(time.perf_counter() - t1, 1)
     if info["ok"]:

@@ -3,6 +3,7 @@
 # ignored folder .gpu-pack/ (one bundle.tar.xz), and the Vulkan loader debs into .gl/.
 #
 #   npx tsc -p . && bash scripts/gpu/pack.sh [--no-sharp]
+#   bash scripts/gpu/pack.sh --size     # only re-count what would travel now (no repack)
 #
 # The bundle unpacks (run.sh does it) into .gpu-run/:
 #   bin/node                     this machine's node (process.execPath), symbols stripped
@@ -21,7 +22,9 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 LIMIT=$((64 * 1024 * 1024))
 NO_SHARP=0
+SIZE_ONLY=0
 [[ "${1:-}" == "--no-sharp" ]] && NO_SHARP=1
+[[ "${1:-}" == "--size" ]] && SIZE_ONLY=1
 NICE="nice -n 10"
 
 # Ignore the pack folders locally (never .gitignore: other people own it).
@@ -105,8 +108,21 @@ EOF
 
 tree_bytes() {
   # Tracked + untracked-not-ignored files (what the device tool sends), plus shared/ if inside.
-  git ls-files -z -co --exclude-standard | xargs -0 -r stat -L -c %s 2>/dev/null | awk '{s+=$1} END {print s+0}'
+  # (files deleted in the work tree are still listed: stat fails on them, which is fine)
+  { git ls-files -z -co --exclude-standard | xargs -0 -r stat -L -c %s 2>/dev/null || true; } | awk '{s+=$1} END {print s+0}'
 }
+
+mib() { awk -v b="$1" 'BEGIN {printf "%.1f MiB", b / 1048576}'; }
+if [[ $SIZE_ONLY == 1 ]]; then
+  [[ -f .gpu-pack/bundle.tar.xz ]] || { echo "pack: no .gpu-pack/bundle.tar.xz yet" >&2; exit 1; }
+  pack=$(stat -c %s .gpu-pack/bundle.tar.xz)
+  gl=$(du -cb .gl/*.deb | tail -1 | cut -f1)
+  tree=$(tree_bytes)
+  total=$((pack + gl + tree))
+  echo "pack: bundle $(mib "$pack") ($(cat .gpu-pack/CONTENTS 2>/dev/null)), .gl $(mib "$gl"), working tree $(mib "$tree"): $(mib "$total") of 64 MiB, $(mib $((LIMIT - total))) to spare"
+  ((total <= LIMIT)) || { echo "pack: OVER the 64 MiB limit" >&2; exit 1; }
+  exit 0
+fi
 
 STAGE=$(mktemp -d /tmp/clipn-gpu-stage.XXXXXX)
 trap 'rm -rf "$STAGE"' EXIT
@@ -132,7 +148,6 @@ while :; do
   break
 done
 [[ $with_sharp == 1 ]] && echo sharp >.gpu-pack/CONTENTS || echo stub-sharp >.gpu-pack/CONTENTS
-mib() { awk -v b="$1" 'BEGIN {printf "%.1f MiB", b / 1048576}'; }
 echo "pack: .gpu-pack/bundle.tar.xz $(mib "$pack") (sharp: $([[ $with_sharp == 1 ]] && echo yes || echo no)); .gl debs $(mib "$gl"); working tree $(mib "$tree")"
 echo "pack: total that travels $(mib "$total") of 64 MiB; $(mib $((LIMIT - total))) to spare"
 if [[ ! -f models/default/clipn.json ]]; then

@@ -16,17 +16,20 @@
 #   4. the engine bench (out/bench/gpu.js): providers webgpu then cpu, ONNX only and end to
 #      end from JPEG, for the ViT-B/16 folder and models/default if present;
 #   5. the engine's unit tests that exercise providers (engine-model.test.js);
-#   6. $OUT/report.txt.
+#   6. $OUT/report.txt (also in $OUT: gpu.json, torch.json, bench.txt, unit.txt, log.txt).
 # Knobs (environment): CLIPN_GPU_BUDGET_S (default 470: the whole script), CLIPN_GPU_PYTHON,
 # CLIPN_GPU_ARCH (ViT-B-16), CLIPN_GPU_PROVIDERS (webgpu,cpu), CLIPN_GPU_BATCHES (32,64,128,256),
 # CLIPN_GPU_TORCH_BATCHES (64,128,256), CLIPN_GPU_E2E (2048 images), CLIPN_GPU_E2E_BATCH (128),
-# CLIPN_GPU_CPU_BATCHES (16), CLIPN_GPU_TORCH_DEVICE (cuda), CLIPN_GPU_SKIP (space-separated step names to skip: compat export
-# torch bench unit), CLIPN_GPU_MODEL (an existing model folder: skips the export).
+# CLIPN_GPU_CPU_BATCHES (16), CLIPN_GPU_TORCH_DEVICE (cuda), CLIPN_GPU_TORCH_HOST_BATCHES (128),
+# CLIPN_GPU_NO_DPKG=1 (do not unpack .gl into /: for dry runs on a workstation),
+# CLIPN_GPU_SKIP (step names to skip, space-separated: compat export torch bench unit),
+# CLIPN_GPU_MODEL (an existing model folder: skips the export), CLIPN_GPU_WORK (/tmp/clipn-gpu).
+# OUT defaults to /tmp/clipn-gpu-out where the device tool does not set it.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 T0=$(date +%s)
-OUT=${OUT:-$ROOT/.gpu-out}
+OUT=${OUT:-/tmp/clipn-gpu-out}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/log.txt") 2>&1
 TEE_PID=$!
@@ -47,10 +50,12 @@ WORK=${CLIPN_GPU_WORK:-/tmp/clipn-gpu}
 MODEL=${CLIPN_GPU_MODEL:-$WORK/$(echo "$ARCH" | tr 'A-Z' 'a-z' | tr -d '-')}
 NODE=$W/bin/node
 TORCH_DEVICE=${CLIPN_GPU_TORCH_DEVICE:-cuda}
-export W NODE
+TORCH_HOST_BATCHES=${CLIPN_GPU_TORCH_HOST_BATCHES:-128}
+export W NODE PY
 export PYTHONPATH=$ROOT/models PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 export UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-$(nproc)}
 mkdir -p "$WORK"
+rm -f "$WORK/compat.json" "$WORK/export.json"
 
 STEPS=()
 elapsed() { echo $(($(date +%s) - T0)); }
@@ -90,7 +95,12 @@ echo "clipn GPU run: $(date -u +%FT%TZ) on $(hostname), $(nproc) cores, budget $
 # --- 0. unpack + environment ----------------------------------------------------------------
 unpack() {
   [[ -f .gpu-pack/bundle.tar.xz ]] || { echo "no .gpu-pack/bundle.tar.xz: run scripts/gpu/pack.sh here and carry .gpu-pack"; return 1; }
-  rm -rf "$W" && mkdir -p "$W" && tar -xJf .gpu-pack/bundle.tar.xz -C "$W" || return 1
+  rm -rf "$W" && mkdir -p "$W" || return 1
+  if command -v xz >/dev/null; then
+    tar -xJf .gpu-pack/bundle.tar.xz -C "$W" || return 1
+  else # no xz binary: Python's lzma reads the same filter chain (x86 BCJ + LZMA2)
+    "$PY" -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" .gpu-pack/bundle.tar.xz "$W" || return 1
+  fi
   ln -sfn ../models "$W/models" # the unit tests' REPO_ROOT is .gpu-run: they find models/ here
   "$NODE" -e "console.log('node', process.version, 'onnxruntime-node', require('$W/node_modules/onnxruntime-node/package.json').version, 'sharp', require('$W/node_modules/sharp/package.json').version)"
 }
@@ -103,7 +113,9 @@ GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head 
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem,power.limit --format=csv 2>&1 | head -5
 nvidia-smi 2>&1 | head -15
 echo "=== [vulkan] loader from .gl"
-if ls .gl/*.deb >/dev/null 2>&1; then
+if [[ -n "${CLIPN_GPU_NO_DPKG:-}" ]]; then
+  echo "CLIPN_GPU_NO_DPKG set: not unpacking .gl into /"
+elif ls .gl/*.deb >/dev/null 2>&1; then
   for f in .gl/*.deb; do dpkg -x "$f" /; done
   ldconfig
 else
@@ -123,19 +135,20 @@ export XDG_RUNTIME_DIR=${XDG_RUNTIME_DIR:-/tmp/xdg-runtime}
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 
 # --- 1. torch-compat probe: the project's exporter as it is, on this torch ---------------------
-step compat 60 330 "$PY" scripts/gpu/export_random.py --arch micro --out "$WORK/micro-asis" --fp16 --exporter as-is --check >"$OUT/compat.json"
-cat "$OUT/compat.json"
+# (JSON lines go to $WORK, not $OUT: at most 8 files come back, and the report quotes them.)
+step compat 90 330 "$PY" scripts/gpu/export_random.py --arch micro --out "$WORK/micro-asis" --fp16 --exporter as-is --check >"$WORK/compat.json"
+cat "$WORK/compat.json"
 
 # --- 2. export the ViT-B/16-sized model ---------------------------------------------------------
 if [[ -n "${CLIPN_GPU_MODEL:-}" ]]; then
   STEPS+=("export: skipped, using $MODEL")
 else
-  step export 200 200 "$PY" scripts/gpu/export_random.py --arch "$ARCH" --out "$MODEL" --fp16 >"$OUT/export.json"
-  cat "$OUT/export.json"
+  step export 200 200 "$PY" scripts/gpu/export_random.py --arch "$ARCH" --out "$MODEL" --fp16 >"$WORK/export.json"
+  cat "$WORK/export.json"
 fi
 
 # --- 3. PyTorch eager baseline --------------------------------------------------------------------
-step torch 100 150 "$PY" scripts/gpu/torch_bench.py --arch "$ARCH" --device "$TORCH_DEVICE" --batches "$TORCH_BATCHES" --budget-s 80 --json "$OUT/torch.json"
+step torch 100 150 "$PY" scripts/gpu/torch_bench.py --arch "$ARCH" --device "$TORCH_DEVICE" --batches "$TORCH_BATCHES" --host-batches "$TORCH_HOST_BATCHES" --budget-s 80 --json "$OUT/torch.json"
 
 # --- 4. the engine bench --------------------------------------------------------------------------
 MODELS=()
@@ -168,8 +181,8 @@ fi
   echo "steps:"
   for s in "${STEPS[@]}"; do echo "  $s"; done
   echo
-  echo "torch-compat probe (project exporter untouched, micro model): $(tail -1 "$OUT/compat.json" 2>/dev/null)"
-  echo "export: $(tail -1 "$OUT/export.json" 2>/dev/null)"
+  echo "torch-compat probe (project exporter untouched, micro model): $(tail -1 "$WORK/compat.json" 2>/dev/null)"
+  echo "export: $(tail -1 "$WORK/export.json" 2>/dev/null)"
   echo
   if [[ -f "$OUT/torch.json" ]]; then
     echo "PyTorch eager ($ARCH image tower):"

@@ -16,6 +16,7 @@ turns it on for one row. `--device cpu` runs the same code on the CPU (for dry r
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import sys
@@ -120,8 +121,7 @@ def main(argv=None) -> int:
         try:
             key = "fp16" if precision == "fp16" else "fp32"
             if key not in models:
-                m = CLIPN(config).eval()
-                m.load_state_dict(base.state_dict())
+                m = copy.deepcopy(base)
                 models[key] = (m.half() if key == "fp16" else m).to(device)
             tf32 = precision == "fp32-tf32"
             torch.backends.cuda.matmul.allow_tf32 = tf32

@@ -9,7 +9,7 @@ import { parseCell } from '../../extension/language/validate';
 import { parseNotebook } from '../../extension/notebook/nbformat';
 import { MIME } from '../../extension/protocol';
 import { installVsix, launchChromium, REPO_ROOT, scratchDir, startCodeServer } from '../integration/host';
-import { drawnFigures, openNotebook, outputFrame, runAll, saveAndClose, scrollThrough, waitForWorkbench } from './workbench';
+import { command, drawnFigures, openNotebook, outputFrame, runAll, saveAndClose, scrollThrough, setColorTheme, waitForWorkbench } from './workbench';
 
 const ARTIFACTS = process.env.CLIPN_ARTIFACTS ?? path.join(REPO_ROOT, 'test-artifacts');
 const NOTEBOOK = 'getting-started.clipnb';
@@ -28,6 +28,12 @@ function packageVsix(): string {
   return out;
 }
 
+/** A close-up of one drawn figure (a picture for people; not a check, so it never fails one). */
+async function shotFigure(page: import('playwright-core').Page, name: string): Promise<void> {
+  const fig = outputFrame(page).locator('.clipn-figure.js-plotly-plot:has(.main-svg) >> visible=true').first();
+  await fig.screenshot({ path: path.join(ARTIFACTS, name), timeout: 5000 }).catch((err: Error) => log(`no ${name}: ${err.message.split('\n')[0]}`));
+}
+
 async function check(name: string, fn: () => Promise<string>): Promise<void> {
   try {
     const detail = await fn();
@@ -41,6 +47,7 @@ async function check(name: string, fn: () => Promise<string>): Promise<void> {
 
 async function main(): Promise<number> {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
+  for (const f of fs.readdirSync(ARTIFACTS)) if (/^e2e-.*\.png$/.test(f)) fs.rmSync(path.join(ARTIFACTS, f));
   const root = scratchDir('clipn-e2e-');
   const workspace = path.join(root, 'workspace');
   fs.cpSync(path.join(REPO_ROOT, 'samples'), workspace, { recursive: true });
@@ -89,7 +96,7 @@ async function main(): Promise<number> {
         await page.waitForTimeout(500);
       }
       await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-run-all.png'), fullPage: true });
-      await outputFrame(page).locator('.clipn-figure.js-plotly-plot').first().screenshot({ path: path.join(ARTIFACTS, 'e2e-figure.png') });
+      await shotFigure(page, 'e2e-figure.png');
       return `${drawn}/${expected} figures drawn ${((Date.now() - t) / 1000).toFixed(1)} s after Run All`;
     });
 
@@ -103,6 +110,11 @@ async function main(): Promise<number> {
     });
 
     await check('reopened notebook draws every figure without running', async () => {
+      // A reloaded window has a new extension host: no kernel, no notebook state in memory,
+      // so whatever draws now comes from the file alone.
+      await command(page, 'Developer: Reload Window');
+      await page.waitForTimeout(1000);
+      await waitForWorkbench(page);
       const t = Date.now();
       await openNotebook(page, NOTEBOOK, log);
       const deadline = Date.now() + 60_000;
@@ -113,6 +125,7 @@ async function main(): Promise<number> {
         await page.waitForTimeout(500);
       }
       await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-reopened.png'), fullPage: true });
+      await shotFigure(page, 'e2e-reopened-figure.png');
       return `${drawn}/${expected} figures drawn ${((Date.now() - t) / 1000).toFixed(1)} s after reopening`;
     });
 
@@ -123,6 +136,14 @@ async function main(): Promise<number> {
       if (injected !== 0) throw new Error(`${injected} img/script elements inside outputs`);
       if (dialogs.length) throw new Error(`dialogs opened: ${dialogs.join('; ')}`);
       return `${XSS} listed as text in ${shown} outputs; no element, no dialog`;
+    });
+    await check('figures follow the editor theme', async () => {
+      await setColorTheme(page, 'Dark Modern');
+      const dark = outputFrame(page).locator('.clipn-figure.js-plotly-plot[data-theme="vscode-dark"]:has(.main-svg)');
+      await dark.first().waitFor({ timeout: 20_000 });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-dark.png'), fullPage: true });
+      const color = await dark.first().locator('.xtick text').first().evaluate((e) => (e as unknown as { style: { fill: string } }).style.fill);
+      return `${await dark.count()} figures redrawn for vscode-dark (tick labels ${color})`;
     });
     ok = results.every((r) => r.ok);
     if (!ok) await page.screenshot({ path: path.join(ARTIFACTS, 'e2e-failure.png'), fullPage: true }).catch(() => undefined);

@@ -16,7 +16,7 @@ export async function waitForWorkbench(page: Page): Promise<void> {
   await page.waitForSelector('.statusbar', { timeout: 60_000 });
 }
 
-async function command(page: Page, name: string): Promise<void> {
+export async function command(page: Page, name: string): Promise<void> {
   await page.keyboard.press('F1');
   const input = page.locator('.quick-input-widget input');
   await input.waitFor({ state: 'visible', timeout: 10_000 });
@@ -77,4 +77,13 @@ export async function scrollThrough(page: Page): Promise<void> {
 /** Number of figures that plotly has drawn (an SVG inside each figure box) in the outputs. */
 export async function drawnFigures(page: Page): Promise<number> {
   return outputFrame(page).locator('.clipn-figure.js-plotly-plot:has(.main-svg)').count().catch(() => 0);
+}
+
+/** Switches the colour theme through its picker (e.g. "Dark Modern"). */
+export async function setColorTheme(page: Page, theme: string): Promise<void> {
+  await command(page, 'Preferences: Color Theme');
+  const input = page.locator('.quick-input-widget input');
+  await input.fill(theme);
+  await page.locator('.quick-input-list .monaco-list-row', { hasText: theme }).first().waitFor({ timeout: 10_000 });
+  await page.keyboard.press('Enter');
 }

@@ -58,9 +58,11 @@ export async function runEmbed(ctx: RunContext, v: Values, name: string): Promis
   ctx.progress('projecting (PCA)');
   const { mean, axes } = principalAxes(all, total, d);
 
+  // ID classes take the first six theme colours; OOD sets the neutral ones, so they stand apart.
   const traces: FigureTrace[] = [];
   let row = 0;
   let color = 0;
+  let oodColor = 0;
   for (const e of done) {
     // One trace per class for labelled sets, so the legend toggles classes.
     const groups = new Map<string, number[]>();
@@ -87,7 +89,7 @@ export async function runEmbed(ctx: RunContext, v: Values, name: string): Promis
         const local = r - row;
         text.push(e.set.dataset.items[e.indices[local]]?.path.split(/[\\/]/).pop() ?? '');
       });
-      traces.push({ type: total > 2000 ? 'scattergl' : 'scatter', mode: 'markers', name: key, x: xs, y: ys, text, hovertemplate: '%{text}<extra>%{fullData.name}</extra>', colorIndex: color++, markerSize: 6 });
+      traces.push({ type: total > 2000 ? 'scattergl' : 'scatter', mode: 'markers', name: key, x: xs, y: ys, text, hovertemplate: '%{text}<extra>%{fullData.name}</extra>', colorIndex: e.set.role === 'ood' ? 7 - (oodColor++ % 2) : color++ % 6, markerSize: 6 });
     }
     row += e.dims[0];
   }

@@ -63,7 +63,8 @@ suite('CLIPN notebook', () => {
     const points = figures(emb.blocks)[0].data.reduce((n, t) => n + (t.x?.length ?? 0), 0);
     assert.equal(points, nId + nOod);
     assert.ok(emb.notes.some((n) => /cache/.test(n)), 'the embed cell reuses the cached embeddings');
-    console.log(`    sample notebook: ${cells.length} cells in ${Date.now() - started} ms`);
+    const times = cells.map((c) => (c.executionSummary!.timing!.endTime - c.executionSummary!.timing!.startTime).toFixed(0));
+    console.log(`    sample notebook: ${cells.length} cells in ${Date.now() - started} ms (per cell: ${times.join(', ')} ms)`);
     await vscode.commands.executeCommand('workbench.action.closeActiveEditor');
   });
 
@@ -126,6 +127,18 @@ suite('CLIPN notebook', () => {
     // The kernel is still usable afterwards.
     const after = await runCells(nb, 1, 2);
     assert.equal(after[0].executionSummary?.success, true, JSON.stringify(errorOf(after[0])));
+  });
+
+  test('commands: clear the cache, restart the kernel', async () => {
+    const cache = path.join(scratch('cache'), 'embeddings');
+    assert.ok(fs.existsSync(cache) && fs.readdirSync(cache).length > 0, 'earlier tests filled the cache');
+    await vscode.commands.executeCommand('clipn.clearCache');
+    assert.deepEqual(fs.readdirSync(cache), []);
+    assert.ok(api.controller.kernelPid !== undefined);
+    await vscode.commands.executeCommand('clipn.restartKernel');
+    assert.equal(api.controller.kernelPid, undefined);
+    const all = await vscode.commands.getCommands(true);
+    assert.ok(all.includes('clipn.openSample'));
   });
 
   test('in an untrusted workspace nothing executes and no kernel starts', async () => {
