@@ -47,7 +47,8 @@ tar -czf "$RG_CACHE/ripgrep-v13.0.0-10-x86_64-unknown-linux-musl.tar.gz" -C "$TM
   CACHE="${npm_config_cache:-$HOME/.npm}"
   NODEDIR=()
   [[ -f /usr/include/node/node.h ]] && NODEDIR=(--nodedir=/usr)
-  HOME="$PREFIX/home" TMPDIR="$TMP_ROOT" npm_config_userconfig="$USERCONFIG" npm_config_cache="$CACHE" npm_config_yes=true \
+  # As root, code-server's postinstall refuses to run unless unsafe-perm is set.
+  HOME="$PREFIX/home" TMPDIR="$TMP_ROOT" npm_config_userconfig="$USERCONFIG" npm_config_cache="$CACHE" npm_config_yes=true npm_config_unsafe_perm=true \
     npm install "${NODEDIR[@]}" --no-audit --no-fund --no-save "code-server@$CODE_SERVER_VERSION"
 )
 echo "$CODE_SERVER_VERSION" > "$PREFIX/.version"
