@@ -1,7 +1,10 @@
 // The notebook controller: cells run one after another through the kernel child process, with
 // execution order, timing, progress (a live output line and the status bar), cancellation that
 // ends the current cell within a second (the process is killed if it has not stopped by then),
-// and a fresh process after any death. Nothing executes in an untrusted workspace.
+// and a fresh process after any death. Nothing executes in an untrusted workspace: VS Code asks
+// for trust before it calls a kernel (declined: the execute handler is never called), so the
+// controller says why up front (kernel picker detail, a one-time warning) and still refuses in
+// the execute handler should it be reached anyway.
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import { CONTROLLER_ID, LANGUAGE_ID, MIME, NOTEBOOK_TYPE } from './protocol';
@@ -12,14 +15,18 @@ import { readSettings } from './settings';
 export const INTERRUPT_GRACE_MS = 700;
 const PROGRESS_INTERVAL_MS = 150;
 
+/** Why nothing runs in Restricted Mode: the cell error, the warning and (shortened) the kernel picker. */
+export const UNTRUSTED_MESSAGE = 'This workspace is not trusted (Restricted Mode), so CLIPN Lab runs nothing in it. Trust the workspace (Manage Workspace Trust) to run cells.';
+export const UNTRUSTED_DETAIL = 'Restricted Mode: cells do not run until the workspace is trusted';
+
 export class ClipnController implements vscode.Disposable {
   readonly controller: vscode.NotebookController;
   private kernel?: KernelProcess;
   private order = 0;
   private queue: Promise<void> = Promise.resolve();
   private readonly status: vscode.StatusBarItem;
-  /** Tests replace this to check the untrusted path without an untrusted window. */
-  isTrusted: () => boolean = () => vscode.workspace.isTrusted;
+  private readonly trustListener: vscode.Disposable;
+  private untrustedNoticeShown = false;
   /** Events for tests and the status bar: the kernel pid of each start. */
   readonly onDidStartKernel = new vscode.EventEmitter<number>();
 
@@ -32,6 +39,22 @@ export class ClipnController implements vscode.Disposable {
     this.status = vscode.window.createStatusBarItem('clipn.kernel', vscode.StatusBarAlignment.Left, 100);
     this.status.name = 'CLIPN kernel';
     this.status.command = 'clipn.restartKernel';
+    this.trustListener = vscode.workspace.onDidGrantWorkspaceTrust(() => {
+      this.controller.detail = undefined;
+      this.log.appendLine('workspace trusted: cells can run');
+    });
+    if (!vscode.workspace.isTrusted) this.explainUntrusted();
+  }
+
+  /** Restricted Mode: say so in the kernel picker, the log and (once a session) a warning. */
+  private explainUntrusted(): void {
+    this.controller.detail = UNTRUSTED_DETAIL;
+    this.log.appendLine(UNTRUSTED_MESSAGE);
+    if (this.untrustedNoticeShown) return;
+    this.untrustedNoticeShown = true;
+    void vscode.window.showWarningMessage(UNTRUSTED_MESSAGE, 'Manage Workspace Trust').then((choice) => {
+      if (choice) void vscode.commands.executeCommand('workbench.trust.manage');
+    });
   }
 
   /** The running kernel's process id (undefined when none is running). */
@@ -83,8 +106,9 @@ export class ClipnController implements vscode.Disposable {
     }
     exec.start(Date.now());
     await exec.clearOutput();
-    if (!this.isTrusted()) {
-      await this.fail(exec, 'UntrustedWorkspace', 'This workspace is not trusted, so CLIPN Lab runs nothing in it. Trust the workspace (Manage Workspace Trust) to run cells.');
+    if (!vscode.workspace.isTrusted) {
+      this.explainUntrusted();
+      await this.fail(exec, 'UntrustedWorkspace', UNTRUSTED_MESSAGE);
       return false;
     }
     const source = cell.document.getText();
@@ -187,6 +211,7 @@ export class ClipnController implements vscode.Disposable {
   dispose(): void {
     this.kernel?.kill();
     this.controller.dispose();
+    this.trustListener.dispose();
     this.status.dispose();
     this.onDidStartKernel.dispose();
   }

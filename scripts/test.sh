@@ -24,13 +24,18 @@ p=$(grep -E '^# pass ' test-artifacts/unit.tap | awk '{print $3}'); f=$(grep -E 
 passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
 [[ -n "${p:-}" ]] || { failed=$((failed + 1)); status=1; }
 
-echo "== notebook in VS Code (mocha in code-server's extension host) =="
+echo "== notebook in VS Code (mocha in code-server's extension host: trusted, then untrusted workspace) =="
 node out/test/integration/run.js 2>&1 | tee test-artifacts/integration.log
 rc=${PIPESTATUS[0]}
-p=$(grep -oE '^ *[0-9]+ passing' test-artifacts/integration.log | tail -n 1 | awk '{print $1}')
-f=$(grep -oE '^ *[0-9]+ failing' test-artifacts/integration.log | tail -n 1 | awk '{print $1}')
-passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
-if [[ $rc -ne 0 ]]; then status=1; [[ ${f:-0} -gt 0 ]] || failed=$((failed + 1)); fi
+# run.js launches one window per run ("== integration run i/N: ..."), each with its own mocha
+# summary: the counts of all runs are summed, and a run without a summary counts as a failure.
+runs=$(grep -cE '^== integration run [0-9]+/[0-9]+: ' test-artifacts/integration.log)
+summaries=$(grep -cE '^ *[0-9]+ passing' test-artifacts/integration.log)
+p=$(grep -oE '^ *[0-9]+ passing' test-artifacts/integration.log | awk '{s+=$1} END {print s+0}')
+f=$(grep -oE '^ *[0-9]+ failing' test-artifacts/integration.log | awk '{s+=$1} END {print s+0}')
+missing=$(( runs > summaries ? runs - summaries : 0 ))
+passed=$((passed + p)); failed=$((failed + f + missing))
+if [[ $rc -ne 0 ]]; then status=1; [[ $f -gt 0 || $missing -gt 0 ]] || failed=$((failed + 1)); fi
 
 echo "== end to end (.vsix in code-server, Playwright + chromium) =="
 node out/test/e2e/run.js 2>&1 | tee test-artifacts/e2e.log

@@ -52,6 +52,11 @@ export interface CodeServerOptions {
   /** Existing extensions folder (e.g. with the .vsix installed). */
   extensionsDir?: string;
   env?: Record<string, string>;
+  /**
+   * Workspace trust as a user has it: code-server without --disable-workspace-trust and
+   * UNTRUSTED_USER_SETTINGS. Which folders are trusted is then up to the browser (see below).
+   */
+  workspaceTrust?: boolean;
 }
 
 export interface CodeServer {
@@ -75,6 +80,24 @@ export const DEFAULT_USER_SETTINGS = {
   'notebook.confirmDeleteRunningCell': false,
 };
 
+/**
+ * With workspace trust on. How VS Code 1.100's web workbench (code-server 4.100.3) decides
+ * trust for a folder opened with `?folder=`: trust is on when the server was started without
+ * --disable-workspace-trust (code-server hands the workbench `enableWorkspaceTrust`) and the
+ * setting below is true. The folder is then a `vscode-remote://` URI, which is trusted only if
+ * (a) the remote authority resolver says `isTrusted` (code-server's browser resolver never does)
+ * or (b) the trusted-folders list, `content.trust.model.key` in APPLICATION storage, holds it or
+ * a parent. In the browser that storage is IndexedDB (`vscode-web-state-db-global`) of the
+ * browser profile; launchChromium's browser starts with an empty profile, so nothing is trusted.
+ * No startup "Do you trust...?" dialog (startupPrompt: never) and no prompt for files opened
+ * from outside the folder (untrustedFiles: open); running a cell still asks (a modal dialog).
+ */
+export const UNTRUSTED_USER_SETTINGS = {
+  'security.workspace.trust.enabled': true,
+  'security.workspace.trust.startupPrompt': 'never',
+  'security.workspace.trust.untrustedFiles': 'open',
+};
+
 /** Runs code-server without auth on a free loopback port; resolves once /healthz answers. */
 export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServer> {
   const port = await freePort();
@@ -82,7 +105,8 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
   const extensionsDir = opts.extensionsDir ?? path.join(opts.root, 'extensions');
   fs.mkdirSync(path.join(userDataDir, 'User'), { recursive: true });
   fs.mkdirSync(extensionsDir, { recursive: true });
-  fs.writeFileSync(path.join(userDataDir, 'User', 'settings.json'), JSON.stringify({ ...DEFAULT_USER_SETTINGS, ...opts.userSettings }, null, 2));
+  const settings = { ...DEFAULT_USER_SETTINGS, ...(opts.workspaceTrust ? UNTRUSTED_USER_SETTINGS : {}), ...opts.userSettings };
+  fs.writeFileSync(path.join(userDataDir, 'User', 'settings.json'), JSON.stringify(settings, null, 2));
   const config = path.join(opts.root, 'config.yaml');
   fs.writeFileSync(config, 'auth: none\n');
   const log = fs.openSync(path.join(opts.root, 'code-server.log'), 'a');
@@ -96,7 +120,7 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
       '--extensions-dir', extensionsDir,
       '--disable-telemetry',
       '--disable-update-check',
-      '--disable-workspace-trust',
+      ...(opts.workspaceTrust ? [] : ['--disable-workspace-trust']),
       '--disable-getting-started-override',
       '--ignore-last-opened',
     ],

@@ -1,6 +1,7 @@
 // The notebook in a real VS Code extension host: the sample runs end to end with the expected
 // outputs, a malformed cell is squiggled and fails at its line, a killed kernel fails only its
-// cell, interrupt stops a cell within a second, and an untrusted workspace runs nothing.
+// cell, and interrupt stops a cell within a second. (The untrusted workspace has its own launch:
+// ../untrusted/untrusted.test.ts.)
 import * as assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -139,21 +140,5 @@ suite('CLIPN notebook', () => {
     assert.equal(api.controller.kernelPid, undefined);
     const all = await vscode.commands.getCommands(true);
     assert.ok(all.includes('clipn.openSample'));
-  });
-
-  test('in an untrusted workspace nothing executes and no kernel starts', async () => {
-    await api.controller.restart();
-    const trusted = api.controller.isTrusted;
-    api.controller.isTrusted = () => false;
-    try {
-      const nb = await untitled(['model:\n']);
-      await runCells(nb, 0, 1);
-      const cell = nb.cellAt(0);
-      assert.equal(cell.executionSummary?.success, false);
-      assert.equal(errorOf(cell)?.name, 'UntrustedWorkspace');
-      assert.equal(api.controller.kernelPid, undefined);
-    } finally {
-      api.controller.isTrusted = trusted;
-    }
   });
 });
