@@ -3,8 +3,11 @@
 // decoding happen on libuv/vips threads, so starting batch k+1's preprocessing before awaiting
 // batch k keeps the decoder busy during inference. One bad file becomes a failure record, never
 // an exception; cancellation is checked between batches and while waiting for a batch.
+// With a PreprocessPool (preprocess-pool.ts) the decode + resample of batch k+1 runs in worker
+// threads instead, while the main thread runs batch k's graph; the pixels are identical.
 import { ImagePreprocessError, preprocessInto } from './preprocess';
 import type { ImageInput, PreprocessConfig } from './preprocess';
+import type { PreprocessJob, PreprocessPool } from './preprocess-pool';
 
 export interface EncodeProgress {
   /** Images attempted so far (encoded or failed). */
@@ -30,8 +33,10 @@ export interface ImageItem {
 
 export interface PipelineOptions {
   batchSize: number;
-  /** Images decoded at once within a batch. */
+  /** Images decoded at once within a batch (in-process only). */
   concurrency: number;
+  /** Preprocess in these worker threads instead of on this thread. */
+  pool?: PreprocessPool;
   onProgress?: (p: EncodeProgress) => void;
   signal?: AbortSignal;
 }
@@ -101,7 +106,32 @@ async function prepareBatch(items: ImageItem[], cfg: PreprocessConfig, concurren
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(concurrency, items.length)) }, worker));
-  // Pack the good images to the front so the graph sees only real rows.
+  return pack(items, pixels, ok, failures, per);
+}
+
+/** prepareBatch with the pool: every image of the batch is handed to the workers at once. Never rejects. */
+async function prepareBatchInPool(items: ImageItem[], cfg: PreprocessConfig, job: PreprocessJob): Promise<PreparedBatch> {
+  const per = 3 * cfg.size * cfg.size;
+  const pixels = new Float32Array(items.length * per);
+  const ok = new Array<boolean>(items.length).fill(false);
+  const failures: ImageFailure[] = [];
+  await Promise.all(
+    items.map(async (item, slot) => {
+      try {
+        const px = await job.preprocess(item.input, item.name);
+        if (px.length !== per) throw new Error(`preprocessing worker returned ${px.length} values, expected ${per}`);
+        pixels.set(px, slot * per);
+        ok[slot] = true;
+      } catch (err) {
+        failures.push({ file: item.name, index: item.index, reason: reasonOf(err) });
+      }
+    }),
+  );
+  return pack(items, pixels, ok, failures, per);
+}
+
+/** Packs the good images to the front so the graph sees only real rows. */
+function pack(items: ImageItem[], pixels: Float32Array, ok: boolean[], failures: ImageFailure[], per: number): PreparedBatch {
   const good: ImageItem[] = [];
   for (let slot = 0; slot < items.length; slot++) {
     if (!ok[slot]) continue;
@@ -130,26 +160,34 @@ export async function runImagePipeline(
   let rows = 0;
   let done = 0;
   signal?.throwIfAborted();
-  let pending: Promise<PreparedBatch> | undefined = prepareBatch(batches[0], cfg, opts.concurrency, signal);
-  for (let k = 0; k < batches.length; k++) {
-    const batch: PreparedBatch = await abortable(pending!, signal);
-    signal?.throwIfAborted();
-    // Start reading/decoding the next batch before this one occupies the JS thread in ORT.
-    pending = k + 1 < batches.length ? prepareBatch(batches[k + 1], cfg, opts.concurrency, signal) : undefined;
-    if (batch.ok.length > 0) {
-      const embeds = await run(batch.pixels, batch.ok.length);
-      out.set(embeds.subarray(0, batch.ok.length * dim), rows * dim);
-      for (const item of batch.ok) {
-        indices.push(item.index);
-        files.push(item.name);
+  // One pool job per call: cancelled by the signal, and in `finally` (an error or abort drops
+  // the next batch's queued images in the workers).
+  const job = opts.pool?.job(cfg, signal);
+  const prepare = (b: ImageItem[]) => (job ? prepareBatchInPool(b, cfg, job) : prepareBatch(b, cfg, opts.concurrency, signal));
+  try {
+    let pending: Promise<PreparedBatch> | undefined = prepare(batches[0]);
+    for (let k = 0; k < batches.length; k++) {
+      const batch: PreparedBatch = await abortable(pending!, signal);
+      signal?.throwIfAborted();
+      // Start reading/decoding the next batch before this one occupies the JS thread in ORT.
+      pending = k + 1 < batches.length ? prepare(batches[k + 1]) : undefined;
+      if (batch.ok.length > 0) {
+        const embeds = await run(batch.pixels, batch.ok.length);
+        out.set(embeds.subarray(0, batch.ok.length * dim), rows * dim);
+        for (const item of batch.ok) {
+          indices.push(item.index);
+          files.push(item.name);
+        }
+        rows += batch.ok.length;
       }
-      rows += batch.ok.length;
+      failures.push(...batch.failures);
+      done += batch.attempted;
+      signal?.throwIfAborted();
+      const seconds = (performance.now() - start) / 1000;
+      opts.onProgress?.({ done, total: items.length, itemsPerSecond: seconds > 0 ? done / seconds : 0 });
     }
-    failures.push(...batch.failures);
-    done += batch.attempted;
-    signal?.throwIfAborted();
-    const seconds = (performance.now() - start) / 1000;
-    opts.onProgress?.({ done, total: items.length, itemsPerSecond: seconds > 0 ? done / seconds : 0 });
+  } finally {
+    job?.cancel();
   }
   return { data: rows === items.length ? out : out.slice(0, rows * dim), rows, indices, files, failures };
 }

@@ -10,6 +10,8 @@ import type { EncodeProgress, ImageFailure, ImageItem } from './encoder-pipeline
 import { loadManifest } from './manifest';
 import type { ClipnManifest, GraphName, LoadManifestOptions, ModelFolder } from './manifest';
 import type { ImageInput } from './preprocess';
+import { PreprocessPool, resolvePreprocessWorkers } from './preprocess-pool';
+import type { PreprocessPoolStats, PreprocessWorkersSetting } from './preprocess-pool';
 import { ClipTokenizer } from './tokenizer';
 
 export type { EncodeProgress, ImageFailure } from './encoder-pipeline';
@@ -38,8 +40,13 @@ export interface ImageEmbeddings extends Embeddings {
 export interface EncodeImagesOptions {
   /** Images per graph run (default 16). */
   batchSize?: number;
-  /** Images decoded concurrently inside a batch (default 2). */
+  /** Images decoded concurrently inside a batch when preprocessing in-process (default 2). */
   concurrency?: number;
+  /**
+   * Worker threads that decode and preprocess while this thread runs the graph; overrides the
+   * model's setting (ClipnModelOptions.preprocessWorkers) for this call. 0: in-process.
+   */
+  preprocessWorkers?: PreprocessWorkersSetting;
   /** 'fp16' uses the manifest's image_fp16 graph (fp16 weights, f32 IO). */
   precision?: 'fp32' | 'fp16';
   onProgress?: (p: EncodeProgress) => void;
@@ -118,7 +125,23 @@ export type PromptWeightsInput = PromptMix | readonly PromptMix[] | Float32Array
 
 export interface ClipnModelOptions extends LoadManifestOptions {
   backend?: BackendOptions;
+  /**
+   * encodeImages preprocessing threads (default 'auto'): 'auto' = cores - 1 (at most 16) on
+   * machines with more than 2 cores, and in-process on 2 cores or fewer (measured faster there);
+   * 'auto' also stays in-process for calls of fewer than 8 images while no worker is running,
+   * and when the worker file is missing. A number forces that many (0: in-process).
+   */
+  preprocessWorkers?: PreprocessWorkersSetting;
+  /**
+   * The pool's worker script. Default: preprocess-worker.js beside preprocess-pool.js, which
+   * is right for tsc's out/; an esbuild bundle must emit extension/engine/preprocess-worker.ts
+   * as its own entry and put it beside the bundle under that name or give its path here.
+   */
+  preprocessWorkerFile?: string;
 }
+
+/** 'auto' preprocesses smaller calls in-process unless workers are already running. */
+const AUTO_POOL_MIN_IMAGES = 8;
 
 interface GraphIO {
   inputs: string[];
@@ -133,13 +156,18 @@ export class ClipnModel {
   readonly backend: OrtBackend;
   /** Graph label -> the checked session promise. */
   private readonly checked = new Map<GraphName, Promise<GraphSession>>();
+  /** encodeImages' preprocessing workers, started on first use, stopped by dispose(). */
+  private pool?: PreprocessPool;
+  private disposed = false;
 
   private constructor(
     readonly modelFolder: ModelFolder,
     readonly tokenizer: ClipTokenizer,
     backendOptions: BackendOptions | undefined,
+    private readonly poolOptions: Pick<ClipnModelOptions, 'preprocessWorkers' | 'preprocessWorkerFile'> = {},
   ) {
     this.backend = new OrtBackend(backendOptions);
+    resolvePreprocessWorkers(poolOptions.preprocessWorkers); // a bad setting fails at load
   }
 
   /** Loads and verifies a model folder; sessions are created on first use of each graph. */
@@ -153,7 +181,7 @@ export class ClipnModel {
           `architecture.text.vocab_size = ${m.architecture.text.vocab_size}; re-export the model with its own merges file`,
       );
     }
-    return new ClipnModel(model, tokenizer, opts.backend);
+    return new ClipnModel(model, tokenizer, opts.backend, { preprocessWorkers: opts.preprocessWorkers, preprocessWorkerFile: opts.preprocessWorkerFile });
   }
 
   get manifest(): ClipnManifest {
@@ -313,7 +341,7 @@ export class ClipnModel {
       this.manifest.preprocess,
       this.embedDim,
       async (pixels, rows) => (await this.encodePixels(pixels, [rows, 3, size, size], opts.precision)).data,
-      { batchSize, concurrency: opts.concurrency ?? 2, onProgress: opts.onProgress, signal: opts.signal },
+      { batchSize, concurrency: opts.concurrency ?? 2, onProgress: opts.onProgress, signal: opts.signal, pool: this.preprocessPool(opts.preprocessWorkers, items.length) },
     );
     return {
       data: result.data,
@@ -324,6 +352,32 @@ export class ClipnModel {
       files: result.files,
       failures: result.failures,
     };
+  }
+
+  /** The worker pool for a call, or undefined to preprocess in-process. */
+  private preprocessPool(setting: PreprocessWorkersSetting | undefined, images: number): PreprocessPool | undefined {
+    const chosen = setting ?? this.poolOptions.preprocessWorkers ?? 'auto';
+    const workers = resolvePreprocessWorkers(chosen);
+    if (workers === 0 || this.disposed) return undefined;
+    const auto = chosen === 'auto';
+    if (auto && images < AUTO_POOL_MIN_IMAGES && !this.pool?.stats().threads) return undefined;
+    if (this.pool) {
+      this.pool.resize(workers);
+      return this.pool;
+    }
+    try {
+      this.pool = new PreprocessPool({ size: workers, workerFile: this.poolOptions.preprocessWorkerFile });
+    } catch (err) {
+      if (auto && !this.poolOptions.preprocessWorkerFile) return undefined; // no worker file beside us (e.g. run from sources)
+      throw err;
+    }
+    return this.pool;
+  }
+
+  /** The preprocessing pool's state (undefined before encodeImages first used it). */
+  preprocessPoolStats(): (PreprocessPoolStats & { size: number; broken?: string }) | undefined {
+    const p = this.pool;
+    return p && { ...p.stats(), size: p.size, broken: p.broken };
   }
 
   /** Runs `encode` over prompt batches with progress and cancellation. */
@@ -391,9 +445,12 @@ export class ClipnModel {
     return out;
   }
 
-  /** Releases all ORT sessions. */
+  /** Releases all ORT sessions and stops the preprocessing workers. */
   async dispose(): Promise<void> {
     this.checked.clear();
-    await this.backend.dispose();
+    this.disposed = true;
+    const pool = this.pool;
+    this.pool = undefined;
+    await Promise.all([this.backend.dispose(), pool?.close()]);
   }
 }
