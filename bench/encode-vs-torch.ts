@@ -33,6 +33,7 @@ import type { ImageItem } from '../extension/engine/encoder-pipeline';
 import { readNpy, writeNpy } from '../extension/engine/npy';
 import { preprocessImage } from '../extension/engine/preprocess';
 import { args, median, printMachine, spread } from './machine';
+import { rowCosines } from '../extension/engine/vectors';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 const PYTHON = process.env.CLIPN_PYTHON ?? '/usr/bin/python3';
@@ -177,21 +178,6 @@ async function makeJpegs(n: number, size = 224): Promise<Buffer[]> {
   return out;
 }
 
-function rowCosines(a: Float32Array, b: Float32Array, d: number): number[] {
-  const out: number[] = [];
-  for (let r = 0; r < a.length / d; r++) {
-    let dot = 0;
-    let na = 0;
-    let nb = 0;
-    for (let j = 0; j < d; j++) {
-      dot += a[r * d + j] * b[r * d + j];
-      na += a[r * d + j] ** 2;
-      nb += b[r * d + j] ** 2;
-    }
-    out.push(dot / Math.sqrt(na * nb));
-  }
-  return out;
-}
 
 async function main(): Promise<void> {
   const a = args();

@@ -23,6 +23,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { minRowCosine } from '../extension/engine/vectors';
 
 // Decoding uses sharp on libuv's pool; it must be as large as the machine before first use.
 if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = String(Math.max(4, os.availableParallelism()));
@@ -182,23 +183,6 @@ const r1 = (x: number) => Math.round(x * 10) / 10;
 const r2 = (x: number) => Math.round(x * 100) / 100;
 const firstLine = (e: unknown) => String((e as Error)?.message ?? e).split('\n')[0].slice(0, 400);
 
-function minRowCosine(a: Float32Array, b: Float32Array, d: number): number {
-  let worst = 1;
-  for (let r = 0; r < Math.min(a.length, b.length) / d; r++) {
-    let dot = 0;
-    let na = 0;
-    let nb = 0;
-    for (let j = 0; j < d; j++) {
-      const x = a[r * d + j];
-      const y = b[r * d + j];
-      dot += x * y;
-      na += x * x;
-      nb += y * y;
-    }
-    worst = Math.min(worst, dot / Math.sqrt(na * nb || 1e-30));
-  }
-  return worst;
-}
 
 interface TorchRow {
   precision: string;

@@ -10,16 +10,8 @@ CODE_SERVER_VERSION=4.100.3
 PREFIX="$PWD/.tools/code-server"
 
 APT=(chromium libkrb5-dev build-essential python3 pkg-config ripgrep fonts-dejavu-core)
-missing=()
-for pkg in "${APT[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  echo "install-test-tools: Debian packages: ${missing[*]}"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+source scripts/lib/apt.sh
+ensure_debian_packages install-test-tools "${APT[@]}"
 
 if [[ -x "$PREFIX/node_modules/.bin/code-server" ]] &&
    [[ "$(cat "$PREFIX/.version" 2>/dev/null)" == "$CODE_SERVER_VERSION" ]]; then

@@ -9,16 +9,8 @@ if [[ "${1:-}" == "--test" ]]; then
   APT+=(python3-pytest)
 fi
 
-missing=()
-for pkg in "${APT[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
-  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  echo "install: Debian packages: ${missing[*]}"
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+source scripts/lib/apt.sh
+ensure_debian_packages install "${APT[@]}"
 
 # onnxruntime-node's postinstall fetches the CUDA provider from outside the npm registry.
 # Online machines get it; where that fetch cannot succeed, install without it (CPU and

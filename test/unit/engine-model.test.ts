@@ -11,26 +11,8 @@ import { loadManifest, ManifestError } from '../../extension/engine/manifest';
 import { readNpy } from '../../extension/engine/npy';
 import { copyModelFolder, DEFAULT_MODEL_DIR, defaultModelPresent, exportMicro } from './helpers/models';
 import { runPythonJson } from './helpers/python';
+import { rowCosines } from '../../extension/engine/vectors';
 
-/** Per-row cosine similarity of two [n, d] row-major matrices. */
-function rowCosines(a: Float32Array, b: Float32Array, d: number): number[] {
-  assert.equal(a.length, b.length, 'matrices differ in size');
-  const out: number[] = [];
-  for (let r = 0; r < a.length / d; r++) {
-    let dot = 0;
-    let na = 0;
-    let nb = 0;
-    for (let j = 0; j < d; j++) {
-      const x = a[r * d + j];
-      const y = b[r * d + j];
-      dot += x * y;
-      na += x * x;
-      nb += y * y;
-    }
-    out.push(dot / Math.sqrt(na * nb));
-  }
-  return out;
-}
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   assert.equal(a.length, b.length);

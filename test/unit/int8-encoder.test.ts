@@ -13,6 +13,7 @@ import { ClipnModel } from '../../extension/engine/encoder';
 import { loadManifest, ManifestError, validateManifest } from '../../extension/engine/manifest';
 import { readNpy } from '../../extension/engine/npy';
 import { PYTHON, REPO_ROOT } from './helpers/python';
+import { rowCosines } from '../../extension/engine/vectors';
 
 const EXPORT_INT8 = `
 import json, sys
@@ -36,22 +37,6 @@ quantize_file(work / "micro" / "image_encoder.onnx", work / "image_encoder.matmu
 print(json.dumps({"folder": str(work / "micro"), "standard": str(work / "image_encoder.matmulinteger.onnx")}))
 `;
 
-function rowCosines(a: Float32Array, b: Float32Array, d: number): number[] {
-  assert.equal(a.length, b.length);
-  const out: number[] = [];
-  for (let r = 0; r < a.length / d; r++) {
-    let dot = 0;
-    let na = 0;
-    let nb = 0;
-    for (let j = 0; j < d; j++) {
-      dot += a[r * d + j] * b[r * d + j];
-      na += a[r * d + j] ** 2;
-      nb += b[r * d + j] ** 2;
-    }
-    out.push(dot / Math.sqrt(na * nb));
-  }
-  return out;
-}
 
 describe('int8 image encoder on onnxruntime-node', () => {
   let work: string;

@@ -18,6 +18,7 @@ import {
 } from '../../extension/engine/prompts';
 import { exportMicro } from './helpers/models';
 import { runPythonJson } from './helpers/python';
+import { minRowCosine } from '../../extension/engine/vectors';
 
 function maxAbsDiff(a: Float32Array, b: ArrayLike<number>): number {
   assert.equal(a.length, b.length);
@@ -26,21 +27,6 @@ function maxAbsDiff(a: Float32Array, b: ArrayLike<number>): number {
   return m;
 }
 
-function minRowCosine(a: Float32Array, b: ArrayLike<number>, d: number): number {
-  let min = 1;
-  for (let r = 0; r < a.length / d; r++) {
-    let dot = 0;
-    let na = 0;
-    let nb = 0;
-    for (let j = 0; j < d; j++) {
-      dot += a[r * d + j] * b[r * d + j];
-      na += a[r * d + j] ** 2;
-      nb += b[r * d + j] ** 2;
-    }
-    min = Math.min(min, dot / Math.sqrt(na * nb));
-  }
-  return min;
-}
 
 describe('templates', () => {
   test("CLIP's 80 ImageNet templates, all distinct, all with {}", () => {
