@@ -283,7 +283,8 @@ export interface FeatureScoreOptions extends ScoreOptions {
   normTolerance?: number;
 }
 
-function checkNormalised(x: Float32Array, rows: number, dim: number, what: string, tol: number): void {
+/** Rejects rows whose L2 norm is off by more than `tol` (shared by both scoring paths). */
+export function checkNormalised(x: Float32Array, rows: number, dim: number, what: string, tol: number): void {
   if (!Number.isFinite(tol)) return;
   for (let i = 0; i < rows; i++) {
     let s = 0;

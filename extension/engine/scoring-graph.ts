@@ -23,7 +23,7 @@ import { OrtBackend } from './backend';
 import type { GraphSession, TensorData } from './backend';
 import { DataType, GraphBuilder } from './onnx-graph';
 import type { ValueInfo } from './onnx-graph';
-import { createScores, scoreFeatures, ScoresError } from './scores';
+import { checkNormalised, createScores, scoreFeatures, ScoresError } from './scores';
 import type { FeatureInput, FeatureScoreOptions, ImageScores, ScoreOptions } from './scores';
 
 const DEFAULT_SCALE = 100;
@@ -233,18 +233,6 @@ export interface EngineScores extends ImageScores {
   engine: 'onnx' | 'ts';
   /** Why the graph path was not used, when engine is 'ts' under 'auto'. */
   fallbackReason?: string;
-}
-
-function checkNormalised(x: Float32Array, rows: number, dim: number, what: string, tol: number): void {
-  if (!Number.isFinite(tol)) return;
-  for (let i = 0; i < rows; i++) {
-    let s = 0;
-    for (let k = i * dim, end = k + dim; k < end; k++) s += x[k] * x[k];
-    const norm = Math.sqrt(s);
-    if (!(Math.abs(norm - 1) <= tol)) {
-      throw new ScoresError(`${what} row ${i} has L2 norm ${norm}; features must be L2-normalised`);
-    }
-  }
 }
 
 /** The same input checks as scores.ts's scoreFeatures, so both paths reject the same inputs. */
