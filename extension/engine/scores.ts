@@ -283,8 +283,7 @@ export interface FeatureScoreOptions extends ScoreOptions {
   normTolerance?: number;
 }
 
-/** Rejects rows whose L2 norm is off by more than `tol` (shared by both scoring paths). */
-export function checkNormalised(x: Float32Array, rows: number, dim: number, what: string, tol: number): void {
+function checkNormalised(x: Float32Array, rows: number, dim: number, what: string, tol: number): void {
   if (!Number.isFinite(tol)) return;
   for (let i = 0; i < rows; i++) {
     let s = 0;
@@ -307,9 +306,11 @@ export function computeLogits(
   return out;
 }
 
-/** Features in, scores out: the products are computed chunk by chunk and scored as they come. */
-export function scoreFeatures(input: FeatureInput, opts: FeatureScoreOptions = {}): ImageScores {
+/** The input checks of every scoring path (TS and ONNX graph), so all reject the same inputs. */
+export function validateFeatureInput(input: FeatureInput, opts: FeatureScoreOptions = {}): void {
   const { image, n, dim, textYes, textNo, classes } = input;
+  if (!Number.isInteger(n) || n < 0) throw new ScoresError(`image count must be a non-negative integer (got ${n})`);
+  if (!Number.isInteger(classes) || classes < 1) throw new ScoresError(`need at least one ID class (got ${classes})`);
   if (image.length !== n * dim) throw new ScoresError(`image features: expected ${n} x ${dim}, got ${image.length} values`);
   for (const [t, what] of [[textYes, 'yes'], [textNo, 'no']] as const) {
     if (t.length !== classes * dim) {
@@ -320,6 +321,13 @@ export function scoreFeatures(input: FeatureInput, opts: FeatureScoreOptions = {
   checkNormalised(image, n, dim, 'image feature', tol);
   checkNormalised(textYes, classes, dim, 'yes text feature', tol);
   checkNormalised(textNo, classes, dim, 'no text feature', tol);
+  resolve(opts);
+}
+
+/** Features in, scores out: the products are computed chunk by chunk and scored as they come. */
+export function scoreFeatures(input: FeatureInput, opts: FeatureScoreOptions = {}): ImageScores {
+  validateFeatureInput(input, opts);
+  const { image, n, dim, textYes, textNo, classes } = input;
   const { scale } = resolve(opts);
   const matmul = opts.matmul ?? matmulTransposed;
   const chunk = Math.max(1, Math.min(n, opts.chunkRows ?? 256));

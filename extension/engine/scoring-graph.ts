@@ -23,7 +23,7 @@ import { OrtBackend } from './backend';
 import type { GraphSession, TensorData } from './backend';
 import { DataType, GraphBuilder } from './onnx-graph';
 import type { ValueInfo } from './onnx-graph';
-import { checkNormalised, createScores, scoreFeatures, ScoresError } from './scores';
+import { createScores, scoreFeatures, ScoresError, validateFeatureInput } from './scores';
 import type { FeatureInput, FeatureScoreOptions, ImageScores, ScoreOptions } from './scores';
 
 const DEFAULT_SCALE = 100;
@@ -235,26 +235,6 @@ export interface EngineScores extends ImageScores {
   fallbackReason?: string;
 }
 
-/** The same input checks as scores.ts's scoreFeatures, so both paths reject the same inputs. */
-function validate(input: FeatureInput, opts: FeatureScoreOptions): void {
-  const { image, n, dim, textYes, textNo, classes } = input;
-  if (!Number.isInteger(n) || n < 0) throw new ScoresError(`image count must be a non-negative integer (got ${n})`);
-  if (!Number.isInteger(classes) || classes < 1) throw new ScoresError(`need at least one ID class (got ${classes})`);
-  if (image.length !== n * dim) throw new ScoresError(`image features: expected ${n} x ${dim}, got ${image.length} values`);
-  for (const [t, what] of [[textYes, 'yes'], [textNo, 'no']] as const) {
-    if (t.length !== classes * dim) {
-      throw new ScoresError(`${what} text features: expected ${classes} x ${dim}, got ${t.length} values`);
-    }
-  }
-  const tol = opts.normTolerance ?? 1e-2;
-  checkNormalised(image, n, dim, 'image feature', tol);
-  checkNormalised(textYes, classes, dim, 'yes text feature', tol);
-  checkNormalised(textNo, classes, dim, 'no text feature', tol);
-  const scale = opts.scale ?? DEFAULT_SCALE;
-  const t = opts.temperature ?? 1;
-  if (!(scale > 0) || !(t > 0)) throw new ScoresError(`scale and temperature must be positive (got ${scale}, ${t})`);
-}
-
 /** Scores through the ONNX graph (no fallback). Inputs are assumed validated. */
 export async function scoreFeaturesGraph(input: FeatureInput, opts: GraphScoreOptions = {}): Promise<EngineScores> {
   const { image, n, dim, textYes, textNo, classes: c } = input;
@@ -353,7 +333,7 @@ export async function scoreFeaturesGraph(input: FeatureInput, opts: GraphScoreOp
  * either path. `keepP` needs the graph path (the reference path does not produce p).
  */
 export async function scoreImageFeatures(input: FeatureInput, opts: GraphScoreOptions = {}): Promise<EngineScores> {
-  validate(input, opts);
+  validateFeatureInput(input, opts);
   const engine = opts.engine ?? 'auto';
   if (engine === 'ts') return { ...scoreFeatures(input, { ...opts, normTolerance: Infinity }), engine: 'ts' };
   if (input.n === 0) return { ...createScores(0, input.classes, opts), engine: 'onnx', ...(opts.keepP ? { p: new Float32Array(0) } : {}) };
