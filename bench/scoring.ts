@@ -15,45 +15,7 @@ import { DEFAULT_GRAPH_CHUNK_ROWS, scoreImageFeatures } from '../extension/engin
 import type { EngineScores } from '../extension/engine/scoring-graph';
 import type { FeatureInput, ImageScores } from '../extension/engine/scores';
 import { args, median, printMachine, spread, timed } from './machine';
-
-function gaussian(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  let spare: number | undefined;
-  const u = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return (s + 0.5) / 4294967296;
-  };
-  return () => {
-    if (spare !== undefined) {
-      const v = spare;
-      spare = undefined;
-      return v;
-    }
-    const r = Math.sqrt(-2 * Math.log(u()));
-    const t = 2 * Math.PI * u();
-    spare = r * Math.sin(t);
-    return r * Math.cos(t);
-  };
-}
-
-function normalisedRows(rows: number, dim: number, next: () => number): Float32Array {
-  const a = new Float32Array(rows * dim);
-  for (let i = 0; i < rows; i++) {
-    let s = 0;
-    for (let k = 0; k < dim; k++) {
-      const v = next();
-      a[i * dim + k] = v;
-      s += v * v;
-    }
-    const inv = 1 / Math.sqrt(s);
-    for (let k = 0; k < dim; k++) a[i * dim + k] *= inv;
-  }
-  return a;
-}
+import { gaussian, normalisedRows } from '../extension/engine/random';
 
 /** The metrics a notebook shows for one ID/OOD split: 5 scores x 4 metrics + ID accuracy. */
 function allMetrics(s: ImageScores, nId: number, labels: Int32Array): number {

@@ -18,6 +18,7 @@ import type { GraphScoreOptions } from '../../extension/engine/scoring-graph';
 import { computeLogits, scoreFeatures, ScoresError } from '../../extension/engine/scores';
 import type { FeatureInput, ImageScores } from '../../extension/engine/scores';
 import { runPythonJson } from './helpers/python';
+import { gaussian, normalisedRows } from '../../extension/engine/random';
 
 // ---------------------------------------------------------------------------------------------
 // Wire format and ModelProto encoding.
@@ -153,35 +154,6 @@ test('scoring graphs pass the onnx checker in every variant', () => {
 
 // ---------------------------------------------------------------------------------------------
 // Graph path against the plain-TS reference.
-
-/** Deterministic normal samples (xorshift32 + Box-Muller). */
-function gaussian(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  const u = () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return (s + 0.5) / 4294967296;
-  };
-  return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
-}
-
-function normalisedRows(rows: number, dim: number, next: () => number): Float32Array {
-  const a = new Float32Array(rows * dim);
-  for (let i = 0; i < rows; i++) {
-    let s = 0;
-    for (let k = 0; k < dim; k++) {
-      const v = next();
-      a[i * dim + k] = v;
-      s += v * v;
-    }
-    const inv = 1 / Math.sqrt(s);
-    for (let k = 0; k < dim; k++) a[i * dim + k] *= inv;
-  }
-  return a;
-}
 
 /** Random features; the no features are partly the yes ones so both CTW outcomes occur. */
 function randomInput(seed: number, n: number, classes: number, dim: number): FeatureInput {
