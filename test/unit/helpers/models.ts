@@ -36,7 +36,7 @@ torch.manual_seed(0)
 model = CLIPN(get_config("micro").with_vocab(ClipTokenizer(merges).vocab_size))
 with torch.no_grad():
     model.prompt_no.normal_(0.0, 0.5)  # non-zero learned prompts, so the mixing weights matter
-export_model(model, merges, work / "micro", "micro", fp16=True, templates=["a photo of a {}.", "a {}."])
+export_model(model, merges, work / "micro", "micro", fp16=True, int8=True, templates=["a photo of a {}.", "a {}."])
 save_checkpoint(work / "micro.pt", model, epoch=0, name="micro")
 print(json.dumps({"folder": str(work / "micro"), "checkpoint": str(work / "micro.pt")}))
 `;
