@@ -7,6 +7,7 @@ import * as vscode from 'vscode';
 import { ClipnController } from './controller';
 import { LanguageFeatures } from './language-features';
 import { ClipnSerializer } from './notebook/serializer';
+import { registerRendererActions } from './renderer-actions';
 import { NOTEBOOK_TYPE } from './protocol';
 
 export interface ClipnApi {
@@ -31,6 +32,7 @@ export function activate(context: vscode.ExtensionContext): ClipnApi {
     log,
     controller,
     language,
+    registerRendererActions(log),
     vscode.workspace.registerNotebookSerializer(NOTEBOOK_TYPE, new ClipnSerializer(), { transientOutputs: false }),
     vscode.commands.registerCommand('clipn.restartKernel', async () => {
       await controller.restart();

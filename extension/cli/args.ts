@@ -14,15 +14,22 @@ export class UsageError extends Error {
 export type FlagKind = 'one' | 'many' | 'flag';
 
 export interface ParsedArgs {
+  /** Arguments without a flag, in order (only where the command accepts them). */
+  positional: string[];
   one: Map<string, string>;
   many: Map<string, string[]>;
   flags: Set<string>;
 }
 
-export function parseArgs(argv: readonly string[], spec: Record<string, FlagKind>, command: string): ParsedArgs {
-  const parsed: ParsedArgs = { one: new Map(), many: new Map(), flags: new Set() };
+/** `maxPositional`: how many flagless arguments the command takes (e.g. `clipn run NOTEBOOK`). */
+export function parseArgs(argv: readonly string[], spec: Record<string, FlagKind>, command: string, maxPositional = 0): ParsedArgs {
+  const parsed: ParsedArgs = { positional: [], one: new Map(), many: new Map(), flags: new Set() };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
+    if (!arg.startsWith('--') && parsed.positional.length < maxPositional) {
+      parsed.positional.push(arg);
+      continue;
+    }
     if (!arg.startsWith('--')) throw new UsageError(`${command}: unexpected argument ${JSON.stringify(arg)} (flags start with --; see clipn help)`);
     const eq = arg.indexOf('=');
     const name = arg.slice(2, eq < 0 ? undefined : eq);

@@ -2,7 +2,9 @@
 // clipn: the headless CLI over the engine (no VS Code needed), for jobs and terminals.
 //   clipn eval  --model DIR --id PATH --ood PATH [--ood PATH ...] [...]  -> the paper's table
 //   clipn embed --model DIR --images PATH --cache DIR [--shard i/n]      -> fills the cache
-// Exit status: 0 done, 1 bad input or failure (one line on stderr naming the thing), 2 usage.
+//   clipn run NOTEBOOK [--html REPORT] [--out NOTEBOOK]                   -> runs a notebook
+// Exit status: 0 done, 1 bad input or failure (one line on stderr naming the thing), 2 usage
+// (and, for run, a notebook file that is missing or not a notebook).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { oneOf, parseArgs, positiveInt, providerList, required, shardSpec, UsageError } from './args';
@@ -10,6 +12,7 @@ import type { FlagKind } from './args';
 import { defaultCacheRoot, loadModel, oneLine, problemLines } from './common';
 import { runEmbedShard } from './embed-shard';
 import { runEval } from './evaluate';
+import { RUN_HELP, RUN_USAGE, runCommand } from './run-notebook';
 import type { TemplateSet } from './evaluate';
 import { headerLines, metricsTable } from './table';
 
@@ -19,10 +22,13 @@ const USAGE = `usage:
              [--precision fp32|fp16] [--json out.json]
   clipn embed --model DIR --images PATH [--cache DIR] [--shard i/n] [--providers ...]
               [--batch N] [--precision fp32|fp16] [--json out.json]
+${RUN_USAGE}
 An image set (PATH) is a folder of class folders, a flat folder, a glob ("imgs/**/*.jpg",
 quoted), or a .csv/.json list with a path and a label or class column.
 The cache defaults to $CLIPN_CACHE or ~/.cache/clipn-lab. --shard i/n is 0-based: jobs
-0/n .. (n-1)/n together cover the set (split by sorted path).`;
+0/n .. (n-1)/n together cover the set (split by sorted path).
+
+${RUN_HELP}`;
 
 const COMMON: Record<string, FlagKind> = { model: 'one', cache: 'one', providers: 'one', batch: 'one', precision: 'one', json: 'one' };
 const EVAL_FLAGS: Record<string, FlagKind> = { ...COMMON, id: 'one', ood: 'many', templates: 'one', 'no-cache': 'flag' };
@@ -118,6 +124,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'embed':
         await embedCommand(rest);
         return 0;
+      case 'run':
+        return await runCommand(rest);
       case 'help':
       case '--help':
       case '-h':
@@ -127,7 +135,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stderr.write(`${USAGE}\n`);
         return 2;
       default:
-        throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: eval, embed, help)`);
+        throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: eval, embed, run, help)`);
     }
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);

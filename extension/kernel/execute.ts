@@ -9,6 +9,9 @@ import { packView } from './views';
 import { runClasses, runDataset, runModel, runPrompts } from './cells/setup';
 import { runEvaluate } from './cells/evaluate';
 import { runEmbed } from './cells/embed';
+import { runGeometry } from './cells/geometry';
+import { runUmap } from './cells/umap';
+import { runAblation } from './cells/ablation';
 
 export type Runner = (ctx: RunContext, values: Record<string, unknown>, name: string) => Promise<ViewPayload>;
 
@@ -19,6 +22,9 @@ const RUNNERS: Record<CellKind, Runner> = {
   prompts: runPrompts,
   evaluate: runEvaluate,
   embed: runEmbed,
+  geometry: runGeometry,
+  umap: runUmap,
+  ablation: runAblation,
 };
 
 export interface CellRun {

@@ -27,7 +27,9 @@ function thinFigure(fig: FigureSpec, step: number): FigureSpec {
   return {
     ...fig,
     data: fig.data.map((t) =>
-      t.type === 'heatmap' || pointCount(t) < 64 ? t : { ...t, x: thin(t.x, step), y: thin(t.y, step), text: thin(t.text, step) },
+      t.type === 'heatmap' || pointCount(t) < 64
+        ? t
+        : { ...t, x: thin(t.x, step), y: thin(t.y, step), z3: thin(t.z3, step), image: thin(t.image, step), color: thin(t.color, step), text: thin(t.text, step) },
     ),
   };
 }
@@ -49,15 +51,34 @@ export function viewText(view: ViewPayload): string {
     } else if (b.type === 'list') {
       out.push(`${b.title}:`, ...b.items.map((i) => `  - ${i}`));
       if (b.more) out.push(`  ... and ${b.more} more`);
+    } else if (b.type === 'gallery') {
+      out.push(`${b.title ?? 'Images'}:`, ...b.items.map((i) => `  - ${i.label}${i.caption ? ` (${i.caption})` : ''}`));
+    } else if (b.type === 'snippet') {
+      if (b.title) out.push(b.title);
+      out.push(b.text);
     } else if (b.type === 'figure') out.push(`[figure${b.figure && b.title ? `: ${b.title}` : ''}]`);
   }
   out.push(...view.notes);
   return out.join('\n');
 }
 
-/** Packs a view, thinning figures until it fits the budget. */
-export function packView(view: ViewPayload, budget = OUTPUT_BUDGET_BYTES): PackedView {
+/** The view without figure thumbnails (hover then shows the image's name only). */
+function withoutThumbnails(view: ViewPayload): ViewPayload {
+  return {
+    ...view,
+    blocks: view.blocks.map((b): Block => (b.type === 'figure' && b.figure.images?.thumbs ? { ...b, figure: { ...b.figure, images: { ...b.figure.images, thumbs: undefined, thumbOffsets: undefined } } } : b)),
+    notes: [...view.notes, 'Hover thumbnails left out to keep this output small.'],
+  };
+}
+
+/** Packs a view: over the budget, thumbnails go first, then figures are thinned until it fits. */
+export function packView(input: ViewPayload, budget = OUTPUT_BUDGET_BYTES): PackedView {
+  let view = input;
   let packed = packPayload(view);
+  if (packed.length > budget && view.blocks.some((b) => b.type === 'figure' && b.figure.images?.thumbs)) {
+    view = withoutThumbnails(view);
+    packed = packPayload(view);
+  }
   let step = 1;
   let current = view;
   while (packed.length > budget && step < 1 << 16) {

@@ -72,7 +72,7 @@ class Checker {
         this.report(node, `${where} must be ${describe}, got ${v === null ? 'nothing' : JSON.stringify(v)}`);
         return undefined;
       }
-      if (typeof v === 'string') this.checkString(node, v, field, where);
+      if (typeof v === 'string') this.checkString(node, v, field, where, false);
       if (typeof v === 'number' && field.min !== undefined && v < field.min) this.report(node, `${where} must be at least ${field.min}, got ${v}`);
       return v;
     }
@@ -89,7 +89,7 @@ class Checker {
         const v = isScalar(it) ? it.value : undefined;
         const ok = want === 'string' ? typeof v === 'string' : typeof v === 'number' && Number.isInteger(v);
         if (!ok) this.report(it, `${where}[${i}] must be ${want === 'string' ? 'a string' : 'an integer'}`);
-        else if (typeof v === 'string') this.checkString(it, v, field, `${where}[${i}]`);
+        else if (typeof v === 'string') this.checkString(it, v, field, `${where}[${i}]`, true);
         else if (field.min !== undefined && (v as number) < field.min) this.report(it, `${where}[${i}] must be at least ${field.min}`);
         out.push(v);
       });
@@ -106,16 +106,18 @@ class Checker {
     return undefined;
   }
 
-  private checkString(node: Node, v: string, field: FieldSpec, where: string): void {
+  private checkString(node: Node, v: string, field: FieldSpec, where: string, inList: boolean): void {
     if (field.ref) {
       const range = node.range ?? [0, 0, 0];
       this.refs.push({ key: field.key, name: v, kind: field.ref, start: this.pos(range[0]), end: this.pos(range[1]) });
       return;
     }
-    if (field.values && !field.values.includes(v)) {
-      this.report(node, `${where}: ${JSON.stringify(v)} is not one of ${field.values.join(', ')}`);
+    // A field with both names a choice as one string (`pool: learned`) or lists templates.
+    const both = field.values !== undefined && field.template === true;
+    if (field.values && !(both && inList) && !field.values.includes(v)) {
+      this.report(node, `${where}: ${JSON.stringify(v)} is not one of ${field.values.join(', ')}${both ? ' (or give a list of templates with {})' : ''}`);
     }
-    if (field.template && !v.includes('{}')) {
+    if (field.template && !(both && !inList) && !v.includes('{}')) {
       this.report(node, `${where}: template ${JSON.stringify(v)} has no {} for the class name`);
     }
   }

@@ -31,7 +31,7 @@ export const OUTPUT_BUDGET_BYTES = 2 * 1024 * 1024;
 // ---------------------------------------------------------------------------------------------
 // The output payload (a "view"): what one executed cell shows.
 
-export type CellKind = 'model' | 'dataset' | 'classes' | 'prompts' | 'evaluate' | 'embed';
+export type CellKind = 'model' | 'dataset' | 'classes' | 'prompts' | 'evaluate' | 'embed' | 'geometry' | 'umap' | 'ablation';
 
 /** A numeric array in a payload; packed as raw little-endian bytes, never as a JSON list. */
 export type NumericArray = Float32Array | Float64Array | Int32Array | Uint8Array;
@@ -53,7 +53,36 @@ export type Block =
   | { type: 'keyvalue'; title?: string; rows: Array<[string, string]> }
   | { type: 'table'; title?: string; columns: TableColumn[]; rows: TableCell[][]; caption?: string }
   | { type: 'list'; title: string; items: string[]; more?: number }
-  | { type: 'figure'; title?: string; figure: FigureSpec };
+  | { type: 'figure'; title?: string; figure: FigureSpec }
+  /** Images with captions (worst false positives / negatives); a click opens the file. */
+  | { type: 'gallery'; title?: string; items: GalleryItem[] }
+  /** Cell text the user can copy or insert as a new cell (e.g. the best prompt subset). */
+  | { type: 'snippet'; title?: string; text: string };
+
+export interface GalleryItem {
+  label: string;
+  caption?: string;
+  /** Absolute path of the image (opened in the editor on click). */
+  path: string;
+  /** A small JPEG; absent when the image could not be read or the budget ran out. */
+  thumb?: Uint8Array;
+}
+
+/**
+ * The images behind a figure's points: hover shows the thumbnail, a click opens the file and a
+ * box/lasso selection lists the images and saves them as a file list or CSV.
+ */
+export interface FigureImages {
+  /** Absolute paths. */
+  paths: string[];
+  /** Short names shown in hover and in the selection list. */
+  labels: string[];
+  /** Concatenated small JPEGs; image i is thumbs[thumbOffsets[i] .. thumbOffsets[i + 1]) (empty: none). */
+  thumbs?: Uint8Array;
+  thumbOffsets?: Int32Array;
+  /** Extra per-image columns for the CSV of a selection (set, class, scores). */
+  columns?: Array<{ name: string; values: NumericArray | string[] }>;
+}
 
 /**
  * A plotly figure, limited to what the kernel emits. Numeric coordinates are NumericArrays
@@ -66,15 +95,27 @@ export interface FigureSpec {
   layout: FigureLayout;
   /** Height in CSS pixels (default 320). */
   height?: number;
+  /** The images behind the points of traces that carry `image` indices. */
+  images?: FigureImages;
+  /** Box and lasso selection list the selected images (needs `images`). */
+  selectable?: boolean;
 }
 
 export interface FigureTrace {
-  type: 'scatter' | 'scattergl' | 'bar' | 'histogram' | 'heatmap';
+  type: 'scatter' | 'scattergl' | 'scatter3d' | 'bar' | 'histogram' | 'heatmap';
   name?: string;
   mode?: 'lines' | 'markers' | 'lines+markers';
   x?: NumericArray | string[];
   y?: NumericArray | string[];
+  /** Heatmap rows. */
   z?: NumericArray[];
+  /** Third coordinate of `scatter3d` points. */
+  z3?: NumericArray;
+  /** Per point: index into the figure's `images` (-1: none). */
+  image?: Int32Array;
+  /** Per point: a value coloured on a continuous scale (a score), with its colour-bar title. */
+  color?: NumericArray;
+  colorTitle?: string;
   text?: string[];
   hovertemplate?: string;
   orientation?: 'v' | 'h';
@@ -96,6 +137,8 @@ export interface FigureLayout {
   barmode?: 'overlay' | 'group' | 'stack';
   /** Equal x and y scale (projections). */
   equalAxes?: boolean;
+  /** Title of the third axis (3-D scatter). */
+  zTitle?: string;
 }
 
 export interface ViewPayload {
@@ -105,6 +148,30 @@ export interface ViewPayload {
   blocks: Block[];
   /** Said under the view: down-sampling, skipped files, the provider that ran. */
   notes: string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Renderer -> extension messages (notebook renderer messaging). Each is a user's click; the
+// extension asks before writing anything (save dialog) and only opens files for viewing.
+
+export type FromRenderer =
+  | { type: 'openImage'; path: string }
+  | { type: 'saveSelection'; format: 'csv' | 'list'; suggestedName: string; content: string }
+  | { type: 'insertCell'; text: string };
+
+export function isFromRenderer(value: unknown): value is FromRenderer {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  switch (v.type) {
+    case 'openImage':
+      return typeof v.path === 'string';
+    case 'saveSelection':
+      return (v.format === 'csv' || v.format === 'list') && typeof v.suggestedName === 'string' && typeof v.content === 'string';
+    case 'insertCell':
+      return typeof v.text === 'string';
+    default:
+      return false;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

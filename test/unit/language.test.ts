@@ -47,9 +47,9 @@ test('mistakes are reported with line and column', () => {
   assert.deepEqual(errors('prompts:\n  name: p\n  templates: ["a photo of a cat"]\n'), ['3:15 prompts.templates[0]: template "a photo of a cat" has no {} for the class name']);
   assert.deepEqual(errors('dataset:\n  name: a\n  folder: x\n  limit: 0\n'), ['4:10 dataset.limit must be at least 1, got 0']);
   assert.deepEqual(errors('dataset:\n  name: a\n  folder: x\n  limit: many\n'), ['4:10 dataset.limit must be an integer, got "many"']);
-  assert.deepEqual(errors('modle:\n  folder: x\n'), ['1:1 unknown cell kind "modle" (did you mean `model`?); a cell starts with one of `model:`, `dataset:`, `classes:`, `prompts:`, `evaluate:`, `embed:`']);
+  assert.deepEqual(errors('modle:\n  folder: x\n'), ['1:1 unknown cell kind "modle" (did you mean `model`?); a cell starts with one of `model:`, `dataset:`, `classes:`, `prompts:`, `evaluate:`, `embed:`, `geometry:`, `umap:`, `ablation:`']);
   assert.deepEqual(errors('model:\n  folder: x\nembed:\n  dataset: a\n'), ['3:1 one cell does one thing: put this in a cell of its own']);
-  assert.deepEqual(errors('just text'), ['1:1 a cell is one of `model:`, `dataset:`, `classes:`, `prompts:`, `evaluate:`, `embed:` followed by its settings']);
+  assert.deepEqual(errors('just text'), ['1:1 a cell is one of `model:`, `dataset:`, `classes:`, `prompts:`, `evaluate:`, `embed:`, `geometry:`, `umap:`, `ablation:` followed by its settings']);
   const yaml = errors('model:\n  folder: [x\n');
   assert.equal(yaml.length >= 1, true);
   assert.match(yaml[0], /^\d+:\d+ YAML: /);
@@ -108,4 +108,27 @@ test('hover documents cell kinds and keys, nested ones included', () => {
   assert.match(hoverAt('evaluate:\n', 1, 2)!.doc, /OOD evaluation/);
   assert.match(hoverAt('prompts:\n  no:\n    tower: yes\n', 3, 6)!.doc, /Which text tower/);
   assert.equal(hoverAt('evaluate:\n  fpr95: nearest\n', 2, 12), undefined, 'values have no key docs');
+});
+
+test('pool: takes `learned` as one string or a list of templates, each checked as such', () => {
+  const ok = parseCell('ablation:\n  ood: x\n  pool: learned\n');
+  assert.deepEqual(ok.diagnostics, []);
+  assert.equal(ok.values.pool, 'learned');
+  const list = parseCell('ablation:\n  ood: x\n  pool: ["a photo of no {}.", "not a {}."]\n');
+  assert.deepEqual(list.diagnostics, []);
+  assert.deepEqual(list.values.pool, ['a photo of no {}.', 'not a {}.']);
+  const word = parseCell('ablation:\n  ood: x\n  pool: leaned\n');
+  assert.match(word.diagnostics[0].message, /"leaned" is not one of learned \(or give a list of templates with \{\}\)/);
+  const template = parseCell('ablation:\n  ood: x\n  pool: ["a photo of no {}.", "no braces"]\n');
+  assert.match(template.diagnostics[0].message, /pool\[1\]: template "no braces" has no \{\}/);
+  assert.deepEqual(template.diagnostics[0].start, { line: 3, column: 31 });
+});
+
+test('the analysis kinds validate their settings', () => {
+  const umap = parseCell('umap:\n  dataset: [id, ood]\n  color: atd\n  neighbors: 1\n  min_dist: 0.2\n');
+  assert.deepEqual(umap.diagnostics.map((d) => d.message), ['umap.neighbors must be at least 2, got 1']);
+  assert.deepEqual(parseCell('umap:\n  dataset: id\n  color: purple\n').diagnostics.map((d) => d.message), ['umap.color: "purple" is not one of role, class, predicted, msp, maxlogit, energy, ctw, atd']);
+  assert.deepEqual(parseCell('umap:\n  color: atd\n').diagnostics.map((d) => d.message), ['umap needs `dataset:` (the image set(s) to project)']);
+  assert.deepEqual(parseCell('geometry:\n').diagnostics, []);
+  assert.deepEqual(parseCell('ablation:\n  ood: o\n  objective: atd-aupr\n').diagnostics.map((d) => d.message), ['ablation.objective: "atd-aupr" is not one of atd-auroc, atd-fpr95, ctw-auroc, ctw-fpr95']);
 });

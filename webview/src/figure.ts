@@ -3,6 +3,7 @@
 // imported only when the first figure is drawn. Every string from the payload is escaped as
 // HTML entities before plotly sees it, because plotly interprets a subset of HTML in texts.
 import type { FigureSpec, FigureTrace } from '../../extension/protocol';
+import { attachInteractions, type PlotElement } from './interact';
 
 type Plotly = typeof import('plotly.js-dist-min').default;
 let plotly: Promise<Plotly> | undefined;
@@ -12,9 +13,13 @@ function loadPlotly(): Promise<Plotly> {
   return plotly;
 }
 
-/** Entities plotly decodes back to characters: data shows as text and is never markup. */
+/**
+ * Entities plotly decodes back to characters: data shows as text and is never markup. Only
+ * & < > matter (plotly's pseudo-HTML needs a `<` to start a tag); plotly does not decode
+ * `&quot;`, so quotes stay as they are.
+ */
 export function escapePlotly(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
 export type ThemeKind = 'vscode-light' | 'vscode-dark' | 'vscode-high-contrast' | 'vscode-high-contrast-light';
@@ -30,6 +35,8 @@ function cssVar(name: string, fallback: string): string {
 
 interface Theme {
   fg: string;
+  /** Mid-point of diverging colour scales. */
+  neutral: string;
   grid: string;
   palette: string[];
   lineWidth: number;
@@ -54,6 +61,7 @@ function theme(): Theme {
   ];
   return {
     fg,
+    neutral: dark ? '#3c3c3c' : '#f2f2f2',
     grid: hc ? fg : cssVar('--vscode-charts-lines', dark ? 'rgba(255,255,255,0.15)' : 'rgba(0,0,0,0.12)'),
     palette,
     lineWidth: hc ? 3 : 2,
@@ -76,10 +84,19 @@ function toPlotlyTrace(t: FigureTrace, th: Theme): Record<string, unknown> {
   if (t.nbinsx) out.nbinsx = t.nbinsx;
   if (t.histnorm !== undefined) out.histnorm = t.histnorm;
   if (t.showlegend !== undefined) out.showlegend = t.showlegend;
-  if (t.z) out.z = t.z.map((row) => Array.from(row));
-  if (t.type === 'scatter' || t.type === 'scattergl') {
+  if (t.z) {
+    out.z = t.z.map((row) => Array.from(row));
+    out.colorscale = [[0, th.palette[0]], [0.5, th.neutral], [1, th.palette[3]]];
+    out.colorbar = { outlinewidth: 0, tickfont: { color: th.fg } };
+  }
+  if (t.z3) out.z = t.z3;
+  if (t.type === 'scatter' || t.type === 'scattergl' || t.type === 'scatter3d') {
     out.line = { color, width: th.lineWidth, dash: t.dash ?? 'solid' };
-    out.marker = { color, size: t.markerSize ?? 6 };
+    const size = t.markerSize ?? (t.type === 'scatter3d' ? 3 : 6);
+    out.marker = t.color
+      ? // A score on a continuous scale: blue (low, OOD-like) to red (high), with its colour bar.
+        { color: t.color, size, colorscale: [[0, th.palette[0]], [0.5, th.neutral], [1, th.palette[3]]], showscale: true, colorbar: { title: { text: escapePlotly(t.colorTitle ?? '') }, outlinewidth: 0, tickfont: { color: th.fg } } }
+      : { color, size };
   } else if (t.type === 'bar' || t.type === 'histogram') {
     out.marker = { color };
   }
@@ -108,6 +125,16 @@ function layoutFor(spec: FigureSpec, th: Theme): Record<string, unknown> {
     hoverlabel: { namelength: -1 },
   };
   if (l.barmode) layout.barmode = l.barmode;
+  if (spec.data.some((t) => t.type === 'scatter3d')) {
+    const a3 = (title?: string) => ({ title: title ? { text: escapePlotly(title) } : undefined, gridcolor: th.grid, zerolinecolor: th.grid, color: th.fg, backgroundcolor: 'rgba(0,0,0,0)' });
+    layout.scene = { xaxis: a3(l.xTitle), yaxis: a3(l.yTitle), zaxis: a3(l.zTitle), aspectmode: l.equalAxes ? 'data' : 'auto' };
+    layout.margin = { l: 0, r: 0, t: 0, b: 0 };
+  }
+  // Selectable figures start in lasso mode: selecting images is what they are for.
+  if (spec.selectable) layout.dragmode = 'lasso';
+  // A colour bar takes the right margin: the legend goes below the plot.
+  if (spec.data.some((t) => t.color)) layout.legend = { bgcolor: 'rgba(0,0,0,0)', orientation: 'h', y: -0.18 };
+  if (spec.images) layout.hovermode = 'closest';
   return layout;
 }
 
@@ -127,6 +154,7 @@ export async function drawFigure(el: HTMLElement, spec: FigureSpec): Promise<voi
     showSendToCloud: false,
     typesetMath: false,
   });
+  attachInteractions(el as PlotElement, spec);
 }
 
 export function disposeFigures(root: HTMLElement): void {

@@ -3,6 +3,8 @@
 // nothing. Tables are plain HTML; figures are drawn by figure.ts.
 import { PayloadError, unpackPayload, type Block, type TableColumn, type ViewPayload } from '../../extension/protocol';
 import { drawFigure, followTheme } from './figure';
+import { act, canMessage } from './host';
+import { thumbUrl } from './interact';
 import { STYLE } from './style';
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, className?: string, text?: string): HTMLElementTagNameMap[K] {
@@ -86,7 +88,50 @@ function block(b: Block, pending: Array<Promise<void>>): HTMLElement {
       );
       return box;
     }
+    case 'gallery':
+      return gallery(b);
+    case 'snippet':
+      return snippet(b);
   }
+}
+
+function gallery(b: Extract<Block, { type: 'gallery' }>): HTMLElement {
+  const grid = el('div', 'clipn-gallery');
+  for (const item of b.items) {
+    const fig = el('figure');
+    const url = item.thumb ? thumbUrl({ paths: [item.path], labels: [item.label], thumbs: item.thumb, thumbOffsets: Int32Array.from([0, item.thumb.length]) }, 0) : undefined;
+    if (url) {
+      const img = el('img', 'clipn-thumb');
+      img.src = url;
+      img.alt = item.label;
+      fig.append(img);
+    } else fig.append(el('div', 'clipn-nothumb', 'no preview'));
+    fig.append(el('figcaption', undefined, item.label));
+    if (item.caption) fig.append(el('div', 'clipn-caption', item.caption));
+    fig.title = item.path;
+    if (canMessage()) {
+      fig.classList.add('clickable');
+      fig.addEventListener('click', () => act({ type: 'openImage', path: item.path }));
+    }
+    grid.append(fig);
+  }
+  return grid;
+}
+
+function snippet(b: Extract<Block, { type: 'snippet' }>): HTMLElement {
+  const wrap = el('div', 'clipn-snippet');
+  wrap.append(el('pre', undefined, b.text));
+  const bar = el('div', 'clipn-snippet-bar');
+  const copy = el('button', undefined, 'Copy');
+  copy.addEventListener('click', () => void navigator.clipboard?.writeText(b.text).then(() => (copy.textContent = 'Copied'), () => (copy.textContent = 'Copy failed')));
+  bar.append(copy);
+  if (canMessage()) {
+    const insert = el('button', undefined, 'Insert as new cell');
+    insert.addEventListener('click', () => act({ type: 'insertCell', text: b.text }));
+    bar.append(insert);
+  }
+  wrap.append(bar);
+  return wrap;
 }
 
 function section(title: string | undefined, child: HTMLElement): HTMLElement {

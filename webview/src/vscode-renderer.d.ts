@@ -10,6 +10,8 @@ export interface OutputItem {
 
 export interface RendererContext {
   readonly workspace: { readonly isTrusted: boolean };
+  /** Present when the renderer declares `requiresMessaging` other than "never". */
+  postMessage?(message: unknown): void;
 }
 
 export interface RendererApi {

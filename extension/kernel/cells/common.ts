@@ -3,8 +3,9 @@
 // with progress, and formatting.
 import * as path from 'node:path';
 import { embedImageSet, type EmbedResult } from '../../engine/embed';
+import { classFeatures, type ClassFeatures } from '../../engine/prompts';
 import type { ViewPayload } from '../../protocol';
-import { CellError, type DatasetValue, type ModelValue, type RunContext } from '../state';
+import { CellError, type ClassesValue, type DatasetValue, type ModelValue, type PromptsValue, type RunContext } from '../state';
 
 /** The model a cell uses: `model:` reference, else the latest model cell, else the settings' folder. */
 export async function useModel(ctx: RunContext, ref: unknown): Promise<ModelValue> {
@@ -80,4 +81,34 @@ export function embedNotes(list: readonly Embedded[]): string[] {
 
 export function emptyView(kind: ViewPayload['kind'], title: string): ViewPayload {
   return { version: 1, kind, title, blocks: [], notes: [] };
+}
+
+/** The ID class names a cell means: its `classes:` reference, else the given ID set's. */
+export function useClasses(ctx: RunContext, ref: unknown, idSet: DatasetValue | undefined, key = 'classes'): string[] {
+  const value = ctx.state.lookup<ClassesValue>('classes', ref as string | undefined, 'classes');
+  const classes = value?.names ?? idSet?.dataset.classNames ?? [];
+  if (classes.length === 0) {
+    const where = idSet ? `image set ${JSON.stringify(idSet.name)} has no classes (a flat folder?)` : 'no ID image set or `classes:` cell';
+    throw new CellError(`${key}: ${where}; use a folder of class folders or add a \`classes:\` cell`);
+  }
+  return classes;
+}
+
+export function usePrompts(ctx: RunContext, ref: unknown): PromptsValue | undefined {
+  return ctx.state.lookup<PromptsValue>('prompts', ref as string | undefined, 'prompts');
+}
+
+/** Yes and no class features for a cell (text features are cheap: never cached on disk). */
+export async function useTextFeatures(ctx: RunContext, m: ModelValue, classes: readonly string[], prompts: PromptsValue | undefined): Promise<ClassFeatures> {
+  ctx.progress('text features');
+  return classFeatures(m.model, classes, { templates: prompts?.templates, no: prompts?.no, signal: ctx.signal, batchSize: 256 });
+}
+
+/** The rows of several embedded sets stacked into one matrix. */
+export function stackFeatures(list: readonly Embedded[], d: number): Float32Array {
+  const total = list.reduce((a, e) => a + e.dims[0], 0);
+  const out = new Float32Array(total * d);
+  let off = 0;
+  for (const e of list) (out.set(e.features, off * d), (off += e.dims[0]));
+  return out;
 }

@@ -1,47 +1,15 @@
 // `embed:` — encodes image sets through the disk cache and shows a 2-D PCA of the embeddings,
-// coloured by set (and class for labelled sets). PCA by power iteration on the centred data
-// (O(n·d) per step, no d×d covariance), from a fixed start vector: the same data always gives
-// the same figure.
+// coloured by set (and class for labelled sets). The PCA (engine/analysis/pca.ts) is exact and
+// deterministic: the same data always gives the same figure.
+import { principalAxes } from '../../engine/analysis/pca';
 import type { FigureTrace, TableCell, ViewPayload } from '../../protocol';
 import type { RunContext } from '../state';
 import { embedNotes, embedSet, emptyView, fmtSeconds, useDatasets, useModel, type Embedded } from './common';
 
 type Values = Record<string, unknown>;
 
-/** The top-k principal axes of row-major x [n, d] (deterministic). */
-export function principalAxes(x: Float32Array, n: number, d: number, k = 2, iterations = 100): { mean: Float64Array; axes: Float64Array[] } {
-  const mean = new Float64Array(d);
-  for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) mean[j] += x[i * d + j] / n;
-  const axes: Float64Array[] = [];
-  const proj = new Float64Array(n);
-  for (let a = 0; a < k; a++) {
-    let v = new Float64Array(d).map((_, j) => 1 + ((j * 7919 + a * 104729) % 13) / 13);
-    for (let it = 0; it < iterations; it++) {
-      // proj = (X - mean) v ; w = (X - mean)^T proj, with earlier axes projected out.
-      for (let i = 0; i < n; i++) {
-        let s = 0;
-        for (let j = 0; j < d; j++) s += (x[i * d + j] - mean[j]) * v[j];
-        proj[i] = s;
-      }
-      const w = new Float64Array(d);
-      for (let i = 0; i < n; i++) for (let j = 0; j < d; j++) w[j] += (x[i * d + j] - mean[j]) * proj[i];
-      for (const prev of axes) {
-        let dot = 0;
-        for (let j = 0; j < d; j++) dot += w[j] * prev[j];
-        for (let j = 0; j < d; j++) w[j] -= dot * prev[j];
-      }
-      const norm = Math.hypot(...w);
-      if (norm === 0) break;
-      v = w.map((e) => e / norm);
-    }
-    // Sign convention: the largest component positive, so the figure does not flip.
-    let big = 0;
-    for (let j = 1; j < d; j++) if (Math.abs(v[j]) > Math.abs(v[big])) big = j;
-    if (v[big] < 0) v = v.map((e) => -e);
-    axes.push(v);
-  }
-  return { mean, axes };
-}
+// Re-exported for callers that imported it from this cell before it moved to the engine.
+export { principalAxes };
 
 export async function runEmbed(ctx: RunContext, v: Values, name: string): Promise<ViewPayload> {
   const start = performance.now();

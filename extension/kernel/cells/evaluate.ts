@@ -1,22 +1,30 @@
-// `evaluate:` — zero-shot OOD evaluation: class text features (yes and no towers) against the
-// ID and OOD image embeddings, the five scores, and AUROC / FPR95 / AUPR-In / AUPR-Out per
-// score and OOD set with the ID accuracy, laid out like the paper's tables; ROC curves and the
-// ID-vs-OOD histogram of the CLIPN scores.
-import { computeMetrics, idAccuracy, rocCurve } from '../../engine/metrics';
-import { classFeatures } from '../../engine/prompts';
-import { scoreFeatures, type ImageScores } from '../../engine/scores';
+// `evaluate:` — the OOD report: class text features (yes and no towers) against the ID and OOD
+// image embeddings, the five scores, and per OOD set and averaged AUROC / FPR95 / AUPR-In /
+// AUPR-Out with ID accuracy, laid out like the paper's tables; ROC curves; ID-vs-OOD histograms
+// of the CLIPN scores; the worst false positives and false negatives with thumbnails.
+import { metricRows, oodReport, SCORE_LABELS, type WorstCase } from '../../engine/analysis/ood-report';
+import { scoreImageFeatures } from '../../engine/scoring-graph';
+import type { ImageScores } from '../../engine/scores';
+import { thumbnail } from '../../engine/thumbnails';
 import { SCORE_NAMES, type ScoreName } from '../../language/schema';
-import type { FigureTrace, TableCell, ViewPayload } from '../../protocol';
-import { CellError, type ClassesValue, type PromptsValue, type RunContext } from '../state';
-import { embedNotes, embedSet, emptyView, fmtSeconds, labelsFor, useDatasets, useModel, type Embedded } from './common';
+import type { Block, FigureTrace, GalleryItem, ViewPayload } from '../../protocol';
+import { CellError, type RunContext } from '../state';
+import { embedNotes, embedSet, emptyView, fmtSeconds, labelsFor, useClasses, useDatasets, useModel, usePrompts, useTextFeatures, type Embedded } from './common';
+import { pointRows } from './points';
 
 type Values = Record<string, unknown>;
+const WORST_K = 8;
 
-const LABEL: Record<ScoreName, string> = { msp: 'MSP', maxlogit: 'MaxLogit', energy: 'Energy', ctw: 'CTW', atd: 'ATD' };
-const FIELD: Record<ScoreName, keyof ImageScores> = { msp: 'msp', maxlogit: 'maxLogit', energy: 'energy', ctw: 'ctw', atd: 'atd' };
-
-function scoresOf(s: ImageScores, name: ScoreName): Float64Array {
-  return s[FIELD[name]] as Float64Array;
+async function gallery(ctx: RunContext, title: string, cases: readonly WorstCase[], bySet: Map<string, Embedded>, scores: Map<string, ImageScores>, classes: readonly string[], label: string): Promise<Block> {
+  const items: GalleryItem[] = [];
+  for (const c of cases) {
+    ctx.signal.throwIfAborted();
+    const e = bySet.get(c.set)!;
+    const row = pointRows([e])[c.row];
+    const predicted = classes[scores.get(c.set)!.predicted[c.row]];
+    items.push({ label: `${c.set}/${row.className ? `${row.className}/` : ''}${row.path.split(/[\\/]/).pop()}`, caption: `${label} ${c.score.toFixed(4)} · predicted ${predicted}`, path: row.path, thumb: await thumbnail(row.path) });
+  }
+  return { type: 'gallery', title, items };
 }
 
 export async function runEvaluate(ctx: RunContext, v: Values, name: string): Promise<ViewPayload> {
@@ -25,48 +33,31 @@ export async function runEvaluate(ctx: RunContext, v: Values, name: string): Pro
   const [idSet] = useDatasets(ctx, v.id, 'id');
   const oodSets = useDatasets(ctx, v.ood, 'ood');
   if (oodSets.some((s) => s === idSet)) throw new CellError(`ood: ${JSON.stringify(idSet.name)} is the ID set; choose other image sets for OOD`);
-  const classesValue = ctx.state.lookup<ClassesValue>('classes', v.classes as string | undefined, 'classes');
-  const classes = classesValue?.names ?? idSet.dataset.classNames;
-  if (classes.length === 0) throw new CellError(`id: image set ${JSON.stringify(idSet.name)} has no classes; use a folder of class folders or add a \`classes:\` cell`);
-  const prompts = ctx.state.lookup<PromptsValue>('prompts', v.prompts as string | undefined, 'prompts');
+  const classes = useClasses(ctx, v.classes, idSet, 'id');
+  const prompts = usePrompts(ctx, v.prompts);
   const wanted = ((v.scores as ScoreName[] | undefined) ?? [...SCORE_NAMES]).filter((s, i, a) => a.indexOf(s) === i);
   const fpr95Kind = (v.fpr95 as 'interpolated' | 'nearest' | undefined) ?? 'interpolated';
 
-  ctx.progress('text features');
-  const text = await classFeatures(m.model, classes, { templates: prompts?.templates, no: prompts?.no, signal: ctx.signal, batchSize: 256 });
+  const text = await useTextFeatures(ctx, m, classes, prompts);
   const idEmb = await embedSet(ctx, m, idSet);
   const oodEmb: Embedded[] = [];
   for (const s of oodSets) oodEmb.push(await embedSet(ctx, m, s));
   ctx.progress('scoring');
   const score = (e: Embedded) =>
-    scoreFeatures(
+    scoreImageFeatures(
       { image: e.features, n: e.dims[0], dim: e.dims[1], textYes: text.yes.data, textNo: text.no.data, classes: classes.length },
-      { temperature: (v.temperature as number | undefined) ?? 1 },
+      // The exact reference path where it is quick; the onnxruntime graph (logits within ~1e-5)
+      // only where scoring would otherwise take seconds.
+      { temperature: (v.temperature as number | undefined) ?? 1, engine: e.dims[0] * classes.length > 5_000_000 ? 'auto' : 'ts' },
     );
-  const idScores = score(idEmb);
-  const oodScores = oodEmb.map(score);
-
-  const labels = labelsFor(idEmb, classes);
-  const known = labels.reduce((n, l) => n + (l >= 0 ? 1 : 0), 0);
-  let acc: number | null = null;
-  if (known > 0) {
-    const pred = Array.from(idScores.predicted).filter((_, i) => labels[i] >= 0);
-    acc = idAccuracy(pred, Array.from(labels).filter((l) => l >= 0));
-  }
-
-  const rows: TableCell[][] = [];
-  const perSet = oodEmb.map(() => new Map<ScoreName, ReturnType<typeof computeMetrics>>());
-  for (const s of wanted) {
-    oodScores.forEach((o, k) => {
-      const met = computeMetrics(scoresOf(idScores, s), scoresOf(o, s));
-      perSet[k].set(s, met);
-      rows.push([LABEL[s], oodEmb[k].set.name, met.auroc * 100, met.fpr95[fpr95Kind] * 100, met.auprIn * 100, met.auprOut * 100, acc === null ? null : acc * 100]);
-    });
-    if (oodEmb.length > 1) {
-      const avg = (f: (x: ReturnType<typeof computeMetrics>) => number) => (perSet.reduce((a, mp) => a + f(mp.get(s)!), 0) / perSet.length) * 100;
-      rows.push([LABEL[s], 'average', avg((x) => x.auroc), avg((x) => x.fpr95[fpr95Kind]), avg((x) => x.auprIn), avg((x) => x.auprOut), acc === null ? null : acc * 100]);
-    }
-  }
+  const idScores = await score(idEmb);
+  const oodScores: ImageScores[] = [];
+  for (const e of oodEmb) oodScores.push(await score(e));
+  const report = oodReport(
+    { id: { name: idSet.name, scores: idScores, labels: labelsFor(idEmb, classes) }, ood: oodEmb.map((e, k) => ({ name: e.set.name, scores: oodScores[k] })) },
+    { scores: wanted, worstK: WORST_K, worstFor: wanted.filter((s) => s === 'atd' || s === 'ctw').slice(-1) },
+  );
+  const acc = report.idAccuracy;
 
   const view = emptyView('evaluate', `OOD evaluation ${name}: ${idSet.name} (ID, ${idEmb.dims[0]} images) vs ${oodEmb.map((e) => `${e.set.name} (${e.dims[0]})`).join(', ')}`);
   view.blocks.push({
@@ -81,36 +72,37 @@ export async function runEvaluate(ctx: RunContext, v: Values, name: string): Pro
       { label: 'AUPR-Out ↑', digits: 2, best: 'max' },
       { label: 'ID acc ↑', digits: 2 },
     ],
-    rows,
+    rows: metricRows(report, fpr95Kind).map((r) => [r.label, r.set, r.auroc * 100, r.fpr95 * 100, r.auprIn * 100, r.auprOut * 100, acc === null ? null : acc * 100]),
     caption: `${classes.length} ID classes; prompts: ${prompts ? prompts.description : 'the model\'s templates, mean learned "no" prompt'}; ID is the positive class.`,
   });
 
-  // ROC curves over all OOD images together, one trace per score.
-  const allOod = (s: ScoreName) => {
-    const parts = oodScores.map((o) => scoresOf(o, s));
-    const out = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
-    let off = 0;
-    for (const p of parts) (out.set(p, off), (off += p.length));
-    return out;
-  };
-  const roc: FigureTrace[] = wanted.map((s, i) => {
-    const c = rocCurve(scoresOf(idScores, s), allOod(s));
-    return { type: 'scatter', mode: 'lines', name: LABEL[s], x: Float32Array.from(c.fpr), y: Float32Array.from(c.tpr), colorIndex: i };
-  });
+  const roc: FigureTrace[] = report.scores.map((s, i) => ({ type: 'scatter', mode: 'lines', name: s.label, x: Float32Array.from(s.roc.pooled.fpr), y: Float32Array.from(s.roc.pooled.tpr), colorIndex: i }));
   roc.push({ type: 'scatter', mode: 'lines', name: 'chance', x: Float32Array.from([0, 1]), y: Float32Array.from([0, 1]), dash: 'dot', colorIndex: 7, showlegend: false });
-  view.blocks.push({ type: 'figure', title: 'ROC curves (ID positive, all OOD sets)', figure: { data: roc, layout: { xTitle: 'false positive rate (OOD called ID)', yTitle: 'true positive rate', xRange: [0, 1], yRange: [0, 1.02] } } });
+  view.blocks.push({ type: 'figure', title: `ROC curves (ID positive, ${oodEmb.length > 1 ? 'all OOD sets pooled' : oodEmb[0].set.name})`, figure: { data: roc, layout: { xTitle: 'false positive rate (OOD called ID)', yTitle: 'true positive rate', xRange: [0, 1], yRange: [0, 1.02] } } });
 
-  const hist = wanted.includes('atd') ? 'atd' : wanted[wanted.length - 1];
-  const histTraces: FigureTrace[] = [{ type: 'histogram', name: `${idSet.name} (ID)`, x: Float32Array.from(scoresOf(idScores, hist)), opacity: 0.6, colorIndex: 0, nbinsx: 40 }];
-  oodScores.forEach((o, k) => histTraces.push({ type: 'histogram', name: `${oodEmb[k].set.name} (OOD)`, x: Float32Array.from(scoresOf(o, hist)), opacity: 0.6, colorIndex: k + 1, nbinsx: 40 }));
-  view.blocks.push({ type: 'figure', title: `${LABEL[hist]} score: ID vs OOD`, figure: { data: histTraces, layout: { xTitle: `${LABEL[hist]} score (higher = more ID)`, yTitle: 'images', barmode: 'overlay' } } });
+  // Histograms of CLIPN's scores (or the last score asked for when neither is).
+  const histScores = report.scores.filter((s) => s.score === 'ctw' || s.score === 'atd');
+  for (const s of histScores.length ? histScores : report.scores.slice(-1)) {
+    const traces: FigureTrace[] = [{ type: 'histogram', name: `${idSet.name} (ID)`, x: Float32Array.from(s.values.id), opacity: 0.6, colorIndex: 0, nbinsx: 40 }];
+    s.values.ood.forEach((o, k) => traces.push({ type: 'histogram', name: `${oodEmb[k].set.name} (OOD)`, x: Float32Array.from(o), opacity: 0.6, colorIndex: k + 1, nbinsx: 40 }));
+    view.blocks.push({ type: 'figure', title: `${s.label} score: ID vs OOD`, figure: { data: traces, layout: { xTitle: `${s.label} score (higher = more ID)`, yTitle: 'images', barmode: 'overlay' } } });
+  }
 
-  for (const [k, why] of Object.entries(idScores.degenerate)) if (why) view.notes.push(`${k.toUpperCase()}: ${why}`);
-  view.notes.push(`Text features: ${text.provider.yes}; ${fmtSeconds((performance.now() - start) / 1000)} in all.`, ...embedNotes([idEmb, ...oodEmb]));
+  const bySet = new Map<string, Embedded>([[idSet.name, idEmb], ...oodEmb.map((e) => [e.set.name, e] as [string, Embedded])]);
+  const scoresBySet = new Map<string, ImageScores>([[idSet.name, idScores], ...oodEmb.map((e, k) => [e.set.name, oodScores[k]] as [string, ImageScores])]);
+  for (const [sname, w] of Object.entries(report.worst) as Array<[ScoreName, NonNullable<(typeof report.worst)[ScoreName]>]>) {
+    ctx.progress('worst cases');
+    const lbl = SCORE_LABELS[sname];
+    if (w.falsePositives.length) view.blocks.push(await gallery(ctx, `Worst false positives by ${lbl}: OOD images that look most ID`, w.falsePositives, bySet, scoresBySet, classes, lbl));
+    if (w.falseNegatives.length) view.blocks.push(await gallery(ctx, `Worst false negatives by ${lbl}: ID images that look least ID`, w.falseNegatives, bySet, scoresBySet, classes, lbl));
+  }
+
+  for (const [k, why] of Object.entries(report.degenerate)) if (why) view.notes.push(`${k.toUpperCase()}: ${why}`);
+  view.notes.push(`Text features: ${text.provider.yes}; scoring: ${idScores.engine === 'onnx' ? 'onnxruntime graph' : 'exact TS path'}; ${fmtSeconds((performance.now() - start) / 1000)} in all.`, ...embedNotes([idEmb, ...oodEmb]));
   const failures = [idEmb, ...oodEmb].flatMap((e) => e.failures.map((f) => `${f.file}: ${f.reason}`));
   if (failures.length) view.blocks.push({ type: 'list', title: `${failures.length} images could not be used`, items: failures.slice(0, 20), more: failures.length > 20 ? failures.length - 20 : undefined });
 
-  const summary = Object.fromEntries(wanted.map((s) => [s, Object.fromEntries(oodEmb.map((e, k) => [e.set.name, perSet[k].get(s)!.auroc]))]));
+  const summary = Object.fromEntries(report.scores.map((s) => [s.score, Object.fromEntries(report.oodSets.map((set, k) => [set, s.perSet[k].auroc]))]));
   ctx.state.defs.define({ name, kind: 'evaluate', cell: ctx.cellNumber, value: { auroc: summary, idAccuracy: acc } });
   return view;
 }

@@ -1,0 +1,140 @@
+// "No" prompt pool ablation (issue "analyses", item 3): a 128-template hand-written pool and the
+// 16 learned prompts of models/default, 10,000 cached image features (7,000 ID + 3,000 OOD),
+// 100 classes, end to end (text encoding included). Goal: under 5 s on the 2-core machine.
+//
+//   node out/bench/ablation.js [--model models/default] [--images 10000] [--id 7000]
+//        [--classes 100] [--templates 128] [--greedy N] [--naive 6] [--batch 1024]
+//
+// Reference measured in the same run: the naive way of scoring a variant (ensembleByClass +
+// scoreFeatures + computeMetrics for CTW and ATD) on the first --naive "alone" variants, timed
+// per variant, with the largest metric difference to ablateNoPool's rows.
+import * as path from 'node:path';
+import { ablateNoPool } from '../extension/engine/analysis/ablation';
+import type { AblationResult } from '../extension/engine/analysis/ablation';
+import { ClipnModel, promptWeights } from '../extension/engine/encoder';
+import { computeMetrics } from '../extension/engine/metrics';
+import { classPrompts, defaultTemplates, ensembleByClass } from '../extension/engine/prompts';
+import { gaussian, normalisedRows, uniform } from '../extension/engine/random';
+import { scoreFeatures } from '../extension/engine/scores';
+import { args, printMachine, timed } from './machine';
+
+const FRAMES = [
+  'a photo of {}.', 'a picture of {}.', 'an image of {}.', 'a drawing of {}.', 'a painting of {}.', 'a sketch of {}.',
+  'a rendering of {}.', 'a blurry photo of {}.', 'a close-up photo of {}.', 'a cropped photo of {}.', 'a bright photo of {}.',
+  'a dark photo of {}.', 'a good photo of {}.', 'a bad photo of {}.', '{} in this photo.', 'there is {} here.',
+];
+const NEGATIONS = ['no {}', 'not a {}', 'without a {}', 'no sign of a {}', 'nothing like a {}', 'not any {}', 'never a {}', 'zero {}'];
+
+/** frames x negations distinct "no" templates ("a photo of no {}.", "there is not a {} here.", ...). */
+function noTemplates(count: number): string[] {
+  const out: string[] = [];
+  for (const neg of NEGATIONS) for (const frame of FRAMES) out.push(frame.replace('{}', neg));
+  if (count > out.length) throw new Error(`at most ${out.length} generated templates`);
+  return out.slice(0, count);
+}
+
+/** Short pronounceable names (two syllables), distinct, seeded. */
+function classNames(count: number): string[] {
+  const next = uniform(11);
+  const cons = 'bdfgklmnprstvz';
+  const vows = 'aeiou';
+  const pick = (s: string) => s[Math.floor(next() * s.length)];
+  const names = new Set<string>();
+  while (names.size < count) names.add(pick(cons) + pick(vows) + pick(cons) + pick(vows));
+  return [...names];
+}
+
+/** ID rows near their class's yes feature, OOD rows random: separable but not trivially. */
+function imageFeatures(yes: Float32Array, c: number, d: number, nId: number, nOod: number): { id: Float32Array; ood: Float32Array } {
+  const next = gaussian(7);
+  const id = new Float32Array(nId * d);
+  for (let i = 0; i < nId; i++) {
+    let s = 0;
+    for (let k = 0; k < d; k++) {
+      const v = 0.3 * yes[(i % c) * d + k] + 0.09 * next();
+      id[i * d + k] = v;
+      s += v * v;
+    }
+    for (let k = 0; k < d; k++) id[i * d + k] /= Math.sqrt(s);
+  }
+  return { id, ood: normalisedRows(nOod, d, next) };
+}
+
+function printResult(what: string, r: AblationResult, wall: number): void {
+  const s = r.seconds;
+  console.log(`${what}: ${wall.toFixed(2)} s wall = text ${s.text.toFixed(2)} s (${r.counts.textPrompts} prompts, ${(r.counts.textPrompts / s.text).toFixed(0)}/s)` +
+    ` + setup ${s.setup.toFixed(2)} s + rows ${s.rows.toFixed(2)} s + greedy ${s.greedy.toFixed(2)} s (${r.counts.variantsScored} variants scored)`);
+  const best = r.greedy.best;
+  console.log(`  full pool: CTW AUROC ${r.full.ctw.auroc.toFixed(4)}, ATD AUROC ${r.full.atd.auroc.toFixed(4)}, ATD FPR95 ${r.full.atd.fpr95.toFixed(4)}; ` +
+    `greedy ${r.greedy.steps.length} steps (${r.greedy.stopped})${best ? `, best ${r.objective.score.toUpperCase()} ${r.objective.metric} ${r.greedy.steps[r.greedy.steps.length - 1].objective.toFixed(4)} with ${best.prompts.length} prompts` : ''}`);
+}
+
+async function main(): Promise<void> {
+  const a = args();
+  const folder = path.resolve(a.get('model') ?? 'models/default');
+  const n = Number(a.get('images') ?? 10000);
+  const nId = Number(a.get('id') ?? 7000);
+  const c = Number(a.get('classes') ?? 100);
+  const t = Number(a.get('templates') ?? 128);
+  const greedySteps = a.has('greedy') ? Number(a.get('greedy')) : undefined;
+  const naive = Number(a.get('naive') ?? 6);
+  const textBatchSize = a.has('batch') ? Number(a.get('batch')) : undefined;
+  const machine = printMachine();
+  // CPU only: the default provider order probes WebGPU (~0.7 s) where there is no GPU.
+  const model = await ClipnModel.load(folder, { backend: { executionProviders: ['cpu'] } });
+  const d = model.embedDim;
+  const classes = classNames(c);
+  const templates = noTemplates(t);
+  const yesTemplates = defaultTemplates(model.manifest);
+  console.log(`ablation: ${n} images (${nId} ID + ${n - nId} OOD) x ${c} classes x ${d}-d; pool of ${t} templates and ${model.numPrompts} learned prompts; ` +
+    `${yesTemplates.length} yes templates; greedy ${greedySteps ?? 'default'} steps; text batch ${textBatchSize ?? 'default'}`);
+
+  // Setup, untimed: the sessions (as a notebook that already ran a prompts cell) and the images.
+  const yesRaw = await model.encodeTexts(classPrompts(classes, yesTemplates));
+  await model.encodeTextsNo(templates.slice(0, 2), promptWeights.none());
+  const yes = ensembleByClass(yesRaw.data, d, c, yesTemplates.length).data;
+  const { id, ood } = imageFeatures(yes, c, d, nId, n - nId);
+  const common = { model, classes, yesTemplates, idFeatures: id, idN: nId, oodFeatures: ood, oodN: n - nId, greedySteps, textBatchSize };
+
+  const tpl = await timed(() => ablateNoPool({ ...common, pool: { kind: 'templates', templates } }));
+  printResult(`${t}-template pool`, tpl.value, tpl.wall);
+  const learned = await timed(() => ablateNoPool({ ...common, pool: { kind: 'learned' } }));
+  printResult(`${model.numPrompts} learned prompts`, learned.value, learned.wall);
+  const total = tpl.wall + learned.wall;
+  const text = tpl.value.seconds.text + learned.value.seconds.text;
+  console.log(`total: ${total.toFixed(2)} s wall (text encoding ${text.toFixed(2)} s, the rest ${(total - text).toFixed(2)} s)`);
+
+  // The naive reference on a slice: each "alone" variant scored from scratch.
+  if (naive > 0) {
+    const raw = await model.encodeTextsNo(classPrompts(classes, templates), promptWeights.none(), { batchSize: textBatchSize });
+    const image = new Float32Array(n * d);
+    image.set(id);
+    image.set(ood, nId * d);
+    const maxDiff = { ctw: 0, atd: 0 };
+    const run = await timed(() => {
+      for (let k = 0; k < naive; k++) {
+        const no = ensembleByClass(raw.data, d, c, t, [k]).data;
+        const s = scoreFeatures({ image, n, dim: d, textYes: yes, textNo: no, classes: c });
+        for (const key of ['ctw', 'atd'] as const) {
+          const m = computeMetrics(s[key].subarray(0, nId), s[key].subarray(nId));
+          const fast = tpl.value.alone[k].metrics[key];
+          maxDiff[key] = Math.max(maxDiff[key], Math.abs(m.auroc - fast.auroc), Math.abs(m.fpr95.interpolated - fast.fpr95), Math.abs(m.auprIn - fast.auprIn), Math.abs(m.auprOut - fast.auprOut));
+        }
+      }
+    });
+    const perNaive = run.wall / naive;
+    const scoredRows = 1 + 2 * t;
+    const perFast = tpl.value.seconds.rows / scoredRows;
+    console.log(`naive reference (ensembleByClass + scoreFeatures + computeMetrics x2), ${naive} variants: ${(1000 * perNaive).toFixed(1)} ms/variant; ` +
+      `ablateNoPool rows: ${(1000 * perFast).toFixed(1)} ms/variant (${scoredRows} variants in ${tpl.value.seconds.rows.toFixed(2)} s); ratio ${(perNaive / perFast).toFixed(1)}x; ` +
+      `largest metric difference CTW ${maxDiff.ctw.toExponential(2)}, ATD ${maxDiff.atd.toExponential(2)}`);
+    console.log(`naive extrapolated to the ${tpl.value.counts.variantsScored + learned.value.counts.variantsScored} variants scored here: ${(perNaive * (tpl.value.counts.variantsScored + learned.value.counts.variantsScored)).toFixed(1)} s (text encoding not included)`);
+  }
+  console.log(`goal < 5 s end to end: ${total < 5 ? 'MET' : 'NOT MET'} (${total.toFixed(2)} s, load average ${machine.loadAverage[0]} at start)`);
+  await model.dispose();
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,251 @@
+// The "no" pool ablation (engine/analysis/ablation.ts) against the slow way: every variant's
+// features from prompts.ts (handcraftedAblation, learnedPromptAblation, ensembleByClass,
+// noFeaturesForMixes), scored with scoreFeatures and computeMetrics, to 1e-9 on every metric;
+// the greedy path against brute force over small subsets; the full pool once more against
+// numpy + scikit-learn. Bundled default model, seeded random image features.
+import { strict as assert } from 'node:assert';
+import { after, before, describe, test } from 'node:test';
+import { ablateNoPool, AblationError } from '../../extension/engine/analysis/ablation';
+import type { AblationInput, AblationObjective, AblationResult, VariantMetrics } from '../../extension/engine/analysis/ablation';
+import { ClipnModel, promptWeights } from '../../extension/engine/encoder';
+import { computeMetrics, idAccuracy } from '../../extension/engine/metrics';
+import { classPrompts, ensembleByClass, handcraftedAblation, learnedPromptAblation, noFeaturesForMixes } from '../../extension/engine/prompts';
+import { gaussian, normalisedRows } from '../../extension/engine/random';
+import { scoreFeatures } from '../../extension/engine/scores';
+import { DEFAULT_MODEL_DIR, defaultModelPresent } from './helpers/models';
+import { runPythonJson } from './helpers/python';
+
+/** Metrics are rank statistics: equal up to the rounding of a division. */
+const TOL = 1e-9;
+const CLASSES = ['cat', 'dog', 'car', 'tree'];
+const POOL = ['a photo of no {}.', 'a photo without a {}.', 'a {} that is not there.', 'not a {}.'];
+/** On these images, ATD FPR95 improves from the best single template to a pair (ties and stops otherwise). */
+const GREEDY_POOL = ['a photo of no {}.', 'a {}.', 'the {} is missing.', 'no {} here.'];
+const N_ID = 120;
+const N_OOD = 80;
+
+/** ID rows near their class's yes feature (label i % C), OOD rows random. */
+function images(yes: Float32Array, c: number, d: number, seed = 5): { id: Float32Array; ood: Float32Array; labels: Int32Array } {
+  const next = gaussian(seed);
+  const id = new Float32Array(N_ID * d);
+  for (let i = 0; i < N_ID; i++) {
+    let s = 0;
+    for (let k = 0; k < d; k++) s += (id[i * d + k] = 0.3 * yes[(i % c) * d + k] + 0.09 * next()) ** 2;
+    for (let k = 0; k < d; k++) id[i * d + k] /= Math.sqrt(s);
+  }
+  return { id, ood: normalisedRows(N_OOD, d, next), labels: Int32Array.from({ length: N_ID }, (_, i) => i % c) };
+}
+
+function assertMetricsEqual(got: VariantMetrics, want: VariantMetrics, what: string): void {
+  for (const s of ['ctw', 'atd'] as const) {
+    for (const m of ['auroc', 'fpr95', 'auprIn', 'auprOut'] as const) {
+      assert.ok(Math.abs(got[s][m] - want[s][m]) <= TOL, `${what}: ${s} ${m} ${got[s][m]} vs ${want[s][m]}`);
+    }
+  }
+}
+
+const valueOf = (m: VariantMetrics, o: AblationObjective) => m[o.score][o.metric];
+const better = (a: number, b: number, o: AblationObjective) => (o.metric === 'auroc' ? a > b : a < b);
+
+describe('no-pool ablation on the default model', { skip: !defaultModelPresent() && 'models/default is not built' }, () => {
+  let model: ClipnModel;
+  let yes: Float32Array;
+  let data: ReturnType<typeof images>;
+  let base: AblationInput;
+  let slow: (no: Float32Array, classes?: number, x?: { id: Float32Array; ood: Float32Array }) => VariantMetrics;
+
+  before(async () => {
+    model = await ClipnModel.load(DEFAULT_MODEL_DIR, { backend: { executionProviders: ['cpu'] } });
+    const d = model.embedDim;
+    const templates = model.manifest.templates!;
+    yes = ensembleByClass((await model.encodeTexts(classPrompts(CLASSES, templates))).data, d, CLASSES.length, templates.length).data;
+    data = images(yes, CLASSES.length, d);
+    base = { model, classes: CLASSES, idFeatures: data.id, idN: N_ID, oodFeatures: data.ood, oodN: N_OOD, pool: { kind: 'templates', templates: POOL } };
+    // The slow way: one scoreFeatures + computeMetrics per variant.
+    slow = (no, c = CLASSES.length, x = data) => {
+      const image = new Float32Array((N_ID + N_OOD) * d);
+      image.set(x.id);
+      image.set(x.ood, N_ID * d);
+      const s = scoreFeatures({ image, n: N_ID + N_OOD, dim: d, textYes: yes.subarray(0, c * d), textNo: no, classes: c });
+      const m = (v: Float64Array) => {
+        const r = computeMetrics(v.subarray(0, N_ID), v.subarray(N_ID));
+        return { auroc: r.auroc, fpr95: r.fpr95.interpolated, auprIn: r.auprIn, auprOut: r.auprOut };
+      };
+      return { ctw: m(s.ctw), atd: m(s.atd) };
+    };
+  });
+  after(async () => {
+    await model?.dispose();
+  });
+
+  test('hand-written pool: full, alone and leave-one-out equal the slow way on handcraftedAblation features', async () => {
+    const pool = POOL.slice(0, 3);
+    const r = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: pool }, greedySteps: 0, idLabels: data.labels });
+    const h = await handcraftedAblation(model, CLASSES, { templates: pool });
+    assert.deepEqual(r.prompts, pool);
+    assert.equal(r.kind, 'templates');
+    assertMetricsEqual(r.full, slow(h.all.data), 'full');
+    h.alone.forEach((f, k) => assertMetricsEqual(r.alone[k].metrics, slow(f.data), `alone ${k}`));
+    h.leaveOneOut.forEach((f, k) => assertMetricsEqual(r.leaveOneOut[k].metrics, slow(f.data), `leave out ${k}`));
+    assert.equal(r.alone[1].label, pool[1]);
+    assert.equal(r.leaveOneOut[2].change.atd.auroc, r.leaveOneOut[2].metrics.atd.auroc - r.full.atd.auroc);
+    assert.equal(r.alone[0].change.ctw.fpr95, r.alone[0].metrics.ctw.fpr95 - r.full.ctw.fpr95);
+    assert.deepEqual(r.greedy, { steps: [], best: undefined, stopped: 'off' });
+    // The variants differ (the test could not pass with the pool ignored).
+    assert.notEqual(r.alone[0].metrics.atd.auroc, r.alone[1].metrics.atd.auroc);
+    // ID accuracy: once, from the yes side.
+    const pred = scoreFeatures({ image: data.id, n: N_ID, dim: model.embedDim, textYes: yes, textNo: h.all.data, classes: CLASSES.length }).predicted;
+    assert.equal(r.idAccuracy, idAccuracy(pred, data.labels));
+    assert.match(r.notes.join('\n'), /ID accuracy .* for every variant/);
+    assert.equal(r.counts.variantsScored, 7);
+    assert.equal(r.counts.textPrompts, CLASSES.length * (model.manifest.templates!.length + pool.length));
+  });
+
+  test('the yes tower for the pool (plain-CLIP negation) also equals the slow way', async () => {
+    const pool = POOL.slice(1, 3);
+    const r = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: pool, tower: 'yes' }, greedySteps: 0 });
+    const h = await handcraftedAblation(model, CLASSES, { templates: pool, tower: 'yes' });
+    assertMetricsEqual(r.full, slow(h.all.data), 'full');
+    assertMetricsEqual(r.leaveOneOut[0].metrics, slow(h.leaveOneOut[0].data), 'leave out 0');
+  });
+
+  test('learned prompts: mean, each alone and each left out equal the slow way on learnedPromptAblation features', async () => {
+    const r = await ablateNoPool({ ...base, pool: { kind: 'learned' }, greedySteps: 0 });
+    const l = await learnedPromptAblation(model, CLASSES);
+    assert.equal(r.prompts.length, 16);
+    assert.equal(r.prompts[3], 'learned #3');
+    assertMetricsEqual(r.full, slow(l.mean.data), 'mean');
+    l.single.forEach((f, i) => assertMetricsEqual(r.alone[i].metrics, slow(f.data), `learned ${i} alone`));
+    l.leaveOneOut.forEach((f, i) => assertMetricsEqual(r.leaveOneOut[i].metrics, slow(f.data), `learned ${i} left out`));
+  });
+
+  // ATD FPR95 takes a second step on these images, CTW AUROC stops after one: both branches.
+  for (const objective of [{ score: 'atd', metric: 'fpr95' }, { score: 'ctw', metric: 'auroc' }] as AblationObjective[]) {
+    test(`greedy (${objective.score} ${objective.metric}) on a 4-template pool equals brute force over subsets of size <= 2`, async () => {
+      const d = model.embedDim;
+      const raw = (await model.encodeTextsNo(classPrompts(CLASSES, GREEDY_POOL), promptWeights.none())).data;
+      const brute = new Map<string, VariantMetrics>();
+      for (let a = 0; a < GREEDY_POOL.length; a++) {
+        for (let b = a; b < GREEDY_POOL.length; b++) brute.set(`${a},${b}`, slow(ensembleByClass(raw, d, CLASSES.length, GREEDY_POOL.length, a === b ? [a] : [a, b]).data));
+      }
+      const r = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: GREEDY_POOL }, objective, greedySteps: 2 });
+      checkGreedy(r, objective, (s) => brute.get(s.length === 1 ? `${s[0]},${s[0]}` : s.join())!, GREEDY_POOL.length);
+      assert.equal(r.greedy.steps.length, objective.score === 'atd' ? 2 : 1);
+    });
+  }
+
+  test('greedy over the learned prompts: step 2 checked against its 15 candidates scored the slow way', async () => {
+    const objective: AblationObjective = { score: 'atd', metric: 'auroc' };
+    const r = await ablateNoPool({ ...base, pool: { kind: 'learned' }, objective, greedySteps: 2 });
+    const l = await learnedPromptAblation(model, CLASSES);
+    const first = l.single.map((f) => slow(f.data));
+    let top = 0;
+    first.forEach((m, i) => (top = better(valueOf(m, objective), valueOf(first[top], objective), objective) ? i : top));
+    const pairs = Array.from({ length: 16 }, (_, u) => u).filter((u) => u !== top).map((u) => [top, u].sort((a, b) => a - b));
+    const feats = await noFeaturesForMixes(model, CLASSES, pairs.map((s) => promptWeights.subset(s)));
+    const second = new Map(pairs.map((s, i) => [s.join(), slow(feats[i].data)]));
+    checkGreedy(r, objective, (s) => (s.length === 1 ? first[s[0]] : second.get(s.join())!), 16);
+  });
+
+  test('full pool against numpy logits and scikit-learn metrics', async () => {
+    const r = await ablateNoPool({ ...base, greedySteps: 0 });
+    const h = await handcraftedAblation(model, CLASSES, { templates: POOL });
+    const ref = runPythonJson<Record<string, number>>(
+      `
+import json, sys, numpy as np
+from sklearn.metrics import roc_auc_score, roc_curve, average_precision_score
+a = json.load(sys.stdin)
+d = a["d"]
+x = np.array(a["id"] + a["ood"]).reshape(-1, d)
+y, n = (np.array(a[k]).reshape(-1, d) for k in ("yes", "no"))
+L, Ln = 100 * x @ y.T, 100 * x @ n.T
+p = np.exp(L - L.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
+py = 1 / (1 + np.exp(-(L - Ln)))
+j = L.argmax(1)
+scores = {"ctw": py[np.arange(len(j)), j], "atd": (py * p).sum(1)}
+lab = np.r_[np.ones(a["nid"]), np.zeros(len(x) - a["nid"])]
+out = {}
+for k, s in scores.items():
+    fpr, tpr, _ = roc_curve(lab, s)
+    out[k + "_auroc"] = roc_auc_score(lab, s)
+    out[k + "_fpr95"] = float(np.interp(0.95, tpr, fpr))
+    out[k + "_auprIn"] = average_precision_score(lab, s)
+    out[k + "_auprOut"] = average_precision_score(1 - lab, -s)
+print(json.dumps(out))
+`,
+      { d: model.embedDim, nid: N_ID, id: [...data.id], ood: [...data.ood], yes: [...yes], no: [...h.all.data] },
+    );
+    for (const s of ['ctw', 'atd'] as const) {
+      for (const m of ['auroc', 'fpr95', 'auprIn', 'auprOut'] as const) {
+        assert.ok(Math.abs(r.full[s][m] - ref[`${s}_${m}`]) <= TOL, `${s} ${m}: ${r.full[s][m]} vs sklearn ${ref[`${s}_${m}`]}`);
+      }
+    }
+  });
+
+  test('a single ID class: ATD reported degenerate, CTW still valid, greedy on CTW', async () => {
+    const one = images(yes, 1, model.embedDim, 9);
+    const pool = POOL.slice(0, 2);
+    const r = await ablateNoPool({ ...base, classes: ['cat'], idFeatures: one.id, oodFeatures: one.ood, pool: { kind: 'templates', templates: pool }, greedySteps: 1 });
+    assert.match(r.degenerate.atd!, /only one ID class/);
+    assert.match(r.notes.join('\n'), /ATD is degenerate.*defaults to CTW AUROC/);
+    assert.deepEqual(r.objective, { score: 'ctw', metric: 'auroc' });
+    const h = await handcraftedAblation(model, ['cat'], { templates: pool });
+    assertMetricsEqual(r.full, slow(h.all.data, 1, one), 'full');
+    assertMetricsEqual(r.alone[1].metrics, slow(h.alone[1].data, 1, one), 'alone 1');
+    assert.equal(r.greedy.steps.length, 1);
+  });
+
+  test('bad inputs are errors naming the field', async () => {
+    const d = model.embedDim;
+    const bad: Array<[Partial<AblationInput>, RegExp]> = [
+      [{ pool: { kind: 'templates', templates: [] } }, /pool\.templates is empty/],
+      [{ pool: { kind: 'templates', templates: ['a photo of no {}.', 'a photo of nothing.'] } }, /pool\.templates: "no" template "a photo of nothing\." has no \{\}/],
+      [{ pool: { kind: 'learned', indices: [] } }, /pool\.indices is empty/],
+      [{ pool: { kind: 'learned', indices: [0, 16] } }, /pool\.indices: learned prompt 16 does not exist \(this model has 16/],
+      [{ pool: { kind: 'learned', indices: [2, 2] } }, /pool\.indices names a prompt twice/],
+      [{ classes: [] }, /classes is empty/],
+      [{ classes: ['cat', ' '] }, /classes\[1\] is an empty name/],
+      [{ idFeatures: new Float32Array(0), idN: 0 }, /idN is 0: idFeatures needs at least one image/],
+      [{ oodFeatures: new Float32Array(0), oodN: 0 }, /oodN is 0: oodFeatures needs at least one image/],
+      [{ oodFeatures: new Float32Array(3 * d), oodN: 2 }, /oodFeatures has 384 values, expected oodN 2 x 128/],
+      [{ idFeatures: new Float32Array(N_ID * d), idN: N_ID }, /idFeatures row 0 has L2 norm 0; image features must be L2-normalised/],
+      [{ idLabels: [0, 1] }, /idLabels has 2 labels for idN = 120/],
+      [{ objective: { score: 'msp', metric: 'auroc' } as unknown as AblationObjective }, /objective must be/],
+      [{ greedySteps: -1 }, /greedySteps must be a non-negative integer/],
+      [{ yesTemplates: ['a photo'] }, /yesTemplates: template "a photo" has no \{\}/],
+    ];
+    for (const [patch, message] of bad) await assert.rejects(ablateNoPool({ ...base, ...patch }), message);
+    await assert.rejects(ablateNoPool({ ...base, classes: [] }), AblationError);
+    const controller = new AbortController();
+    controller.abort();
+    await assert.rejects(ablateNoPool({ ...base, signal: controller.signal }), { name: 'AbortError' });
+  });
+});
+
+/**
+ * The greedy rule replayed on brute-force metrics: step 1 is the best single prompt (first on
+ * ties), step 2 the best pair containing it if that pair strictly improves, else a stop.
+ */
+function checkGreedy(r: AblationResult, o: AblationObjective, brute: (subset: number[]) => VariantMetrics, p: number): void {
+  const singles = Array.from({ length: p }, (_, u) => [u]);
+  const pick = (subsets: number[][]) => subsets.reduce((b, s) => (better(valueOf(brute(s), o), valueOf(brute(b), o), o) ? s : b));
+  const [first] = pick(singles);
+  const s1 = r.greedy.steps[0];
+  assert.equal(s1.added, first);
+  assert.deepEqual(s1.prompts, [first]);
+  assert.equal(s1.objective, valueOf(s1.metrics, o));
+  assertMetricsEqual(s1.metrics, brute([first]), 'greedy step 1');
+  const pair = pick(singles.filter(([u]) => u !== first).map(([u]) => [first, u].sort((a, b) => a - b)));
+  if (better(valueOf(brute(pair), o), valueOf(brute([first]), o), o)) {
+    assert.equal(r.greedy.steps.length, 2, 'step 2 improves, so it is taken');
+    assert.deepEqual(r.greedy.steps[1].prompts, pair);
+    assert.equal(r.greedy.steps[1].added, pair[0] === first ? pair[1] : pair[0]);
+    assertMetricsEqual(r.greedy.steps[1].metrics, brute(pair), 'greedy step 2');
+    assert.equal(r.greedy.stopped, 'max-steps');
+    assert.deepEqual(r.greedy.best?.prompts, pair);
+  } else {
+    assert.equal(r.greedy.steps.length, 1, 'no pair improves, so the greedy stops');
+    assert.equal(r.greedy.stopped, 'no-improvement');
+  }
+  assert.deepEqual(r.greedy.steps[r.greedy.steps.length - 1].change.atd.auroc, r.greedy.steps[r.greedy.steps.length - 1].metrics.atd.auroc - r.full.atd.auroc);
+}
