@@ -64,7 +64,9 @@ export class ClipnController implements vscode.Disposable {
 
   private ensureKernel(): KernelProcess {
     if (this.kernel?.alive) return this.kernel;
-    const entry = path.join(this.context.extensionPath, 'out', 'extension', 'kernel', 'main.js');
+    // `kernel/main.js` beside this code: dist/extension/ in the bundle (scripts/build-extension.mjs
+    // mirrors the out/ layout), out/extension/ when the tests load tsc's output.
+    const entry = path.join(__dirname, 'kernel', 'main.js');
     const k = new KernelProcess(entry, (line) => this.log.appendLine(line));
     this.kernel = k;
     // A new process has no definitions: numbering starts over, as in Jupyter.

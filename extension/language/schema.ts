@@ -48,7 +48,7 @@ const ref = (key: string, kind: CellKind, doc: string, list = false): FieldSpec 
   key,
   accepts: list ? ['string', 'string-list'] : ['string'],
   ref: kind,
-  doc: `${doc} Default: the most recent \`${kind}:\` cell run before this one.`,
+  doc: `${doc} Default: the most recent ${key === 'id' || key === 'ood' ? `\`dataset:\` cell with \`role: ${key}\`` : `\`${kind}:\` cell`} run before this one.`,
 });
 
 export const KINDS: readonly KindSpec[] = [

@@ -244,7 +244,10 @@ async function templatePool(ctx: TextContext, pool: Extract<AblationPool, { kind
   return { labels: [...pool.templates], features: async (subsets) => subsets.map(ensemble) };
 }
 
-/** Learned-prompt subsets: one no-tower pass per call for the subsets not seen yet. */
+/**
+ * Learned-prompt subsets: one no-tower pass per call for the subsets not held. The last few are
+ * held (a greedy step's chosen subset is scored again); metrics are remembered by the Evaluator.
+ */
 function learnedPool(ctx: TextContext, indices: readonly number[]): PoolFeatures {
   const seen = new Map<string, Float32Array>();
   return {
@@ -257,7 +260,9 @@ function learnedPool(ctx: TextContext, indices: readonly number[]): PoolFeatures
         const feats = await encoded(ctx, n, (o) => noFeaturesForMixes(ctx.model, ctx.classes, mixes, { ...o, templates: ctx.yesTemplates }));
         missing.forEach((s, m) => seen.set(key(s), feats[m].data));
       }
-      return subsets.map((s) => seen.get(key(s))!);
+      const out = subsets.map((s) => seen.get(key(s))!);
+      for (const k of seen.keys()) if (seen.size > 2 * VARIANTS_PER_BATCH) seen.delete(k);
+      return out;
     },
   };
 }
@@ -357,7 +362,7 @@ class VariantScorer {
 
   /** Per-image CTW (and ATD) scores for each variant's [C, D] no features. */
   async score(variants: readonly Float32Array[], withAtd: boolean): Promise<Array<{ ctw: Float64Array; atd?: Float64Array }>> {
-    const { x, n, d, c } = this;
+    const { n, d, c } = this;
     const k = variants.length;
     this.scored += k;
     const dStar = this.margins(variants);

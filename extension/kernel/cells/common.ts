@@ -25,8 +25,11 @@ export async function useModel(ctx: RunContext, ref: unknown): Promise<ModelValu
 export function useDatasets(ctx: RunContext, ref: unknown, key: string): DatasetValue[] {
   const names = ref === undefined ? [] : Array.isArray(ref) ? (ref as string[]) : [ref as string];
   if (names.length === 0) {
-    const latest = ctx.state.lookup<DatasetValue>('dataset', undefined, key);
-    if (!latest) throw new CellError(`${key}: no image set defined yet; add a \`dataset:\` cell above this one`);
+    // `id:` / `ood:` left out mean the latest image set of that role, not just the latest set.
+    const role = key === 'id' || key === 'ood' ? key : undefined;
+    const all = ctx.state.defs.names('dataset').map((n) => ctx.state.defs.get(n)!.value as DatasetValue);
+    const latest = role ? all.filter((d) => d.role === role).pop() : ctx.state.lookup<DatasetValue>('dataset', undefined, key);
+    if (!latest) throw new CellError(`${key}: no ${role ? `${role.toUpperCase()} ` : ''}image set defined yet; add a \`dataset:\` cell${role ? ` with \`role: ${role}\`` : ''} above this one`);
     return [latest];
   }
   return names.map((n) => ctx.state.lookup<DatasetValue>('dataset', n, key)!);
