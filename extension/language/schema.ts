@@ -44,12 +44,28 @@ const name = (what: string, fallback?: string): FieldSpec => ({
   required: !fallback,
 });
 
-const ref = (key: string, kind: CellKind, doc: string, list = false): FieldSpec => ({
-  key,
-  accepts: list ? ['string', 'string-list'] : ['string'],
-  ref: kind,
-  doc: `${doc} Default: the most recent ${key === 'id' || key === 'ood' ? `\`dataset:\` cell with \`role: ${key}\`` : `\`${kind}:\` cell`} run before this one.`,
-});
+interface RefOptions {
+  list?: boolean;
+  required?: boolean;
+  /** What an omitted reference means (default: the most recent cell of the kind). */
+  fallback?: string;
+}
+
+/** A key that names an earlier cell's definition; its doc says what leaving it out means. */
+const ref = (key: string, kind: CellKind, doc: string, o: RefOptions = {}): FieldSpec => {
+  const latest = key === 'id' || key === 'ood' ? `the most recent \`dataset:\` cell with \`role: ${key}\`` : `the most recent \`${kind}:\` cell`;
+  return {
+    key,
+    accepts: o.list ? ['string', 'string-list'] : ['string'],
+    ref: kind,
+    ...(o.required ? { required: true } : {}),
+    doc: o.required ? doc : `${doc} Default: ${o.fallback ?? `${latest} run before this one`}.`,
+  };
+};
+
+const MODEL_REF = ref('model', 'model', 'The model to use.', { fallback: 'the most recent `model:` cell, else the `clipn.modelFolder` setting (empty: the bundled model)' });
+const CLASSES_REF = (idSet: string) => ref('classes', 'classes', 'The ID class names.', { fallback: `the most recent \`classes:\` cell, else ${idSet}'s class names` });
+const PROMPTS_REF = (doc: string) => ref('prompts', 'prompts', doc, { fallback: 'the most recent `prompts:` cell, else the model\'s templates with the mean learned "no" prompt' });
 
 export const KINDS: readonly KindSpec[] = [
   {
@@ -128,11 +144,11 @@ export const KINDS: readonly KindSpec[] = [
     example: 'evaluate:\n  id: id\n  ood: [ood]\n',
     fields: [
       name('evaluation', 'evaluation'),
-      ref('model', 'model', 'The model to use.'),
+      MODEL_REF,
       ref('id', 'dataset', 'The ID image set (labelled).'),
-      { ...ref('ood', 'dataset', 'One or more OOD image sets.', true), required: true, accepts: ['string', 'string-list'] },
-      ref('classes', 'classes', 'The ID class names. Default: the ID set\'s own class names.'),
-      ref('prompts', 'prompts', 'Templates and "no" pool. Default: the model\'s templates with the mean learned prompt.'),
+      ref('ood', 'dataset', 'One or more OOD image sets.', { list: true, required: true }),
+      CLASSES_REF('the ID set'),
+      PROMPTS_REF('Templates and "no" pool.'),
       { key: 'scores', accepts: ['string-list'], values: SCORE_NAMES, doc: 'Scores to report (default all): MSP, MaxLogit, Energy, CTW, ATD.' },
       { key: 'fpr95', accepts: ['string'], values: ['interpolated', 'nearest'], doc: 'FPR at 95% TPR: interpolated on the ROC curve (CLIPN) or nearest point (MCM). Default `interpolated`.' },
       { key: 'temperature', accepts: ['number'], min: 0, doc: 'Softmax temperature T of MSP/MaxLogit/Energy on cosines (default 1, MCM; CLIPN uses 0.01).' },
@@ -144,8 +160,8 @@ export const KINDS: readonly KindSpec[] = [
     example: 'embed:\n  dataset: [id, ood]\n',
     fields: [
       name('embedding', 'embedding'),
-      ref('model', 'model', 'The model to use.'),
-      { ...ref('dataset', 'dataset', 'The image set(s) to embed.', true), required: true, accepts: ['string', 'string-list'] },
+      MODEL_REF,
+      ref('dataset', 'dataset', 'The image set(s) to embed.', { list: true, required: true }),
     ],
   },
   {
@@ -154,10 +170,10 @@ export const KINDS: readonly KindSpec[] = [
     example: 'geometry:\n  images: [id, ood]\n',
     fields: [
       name('geometry', 'geometry'),
-      ref('model', 'model', 'The model to use.'),
-      ref('classes', 'classes', 'The ID class names. Default: the first `images:` set\'s classes.'),
-      ref('prompts', 'prompts', 'Templates and "no" pool.'),
-      { ...ref('images', 'dataset', 'Image sets for the image-side plot (optional: without it, text features only).', true), accepts: ['string', 'string-list'] },
+      MODEL_REF,
+      CLASSES_REF('the first ID set in `images:`'),
+      PROMPTS_REF('Templates and "no" pool.'),
+      ref('images', 'dataset', 'Image sets for the image-side plot.', { list: true, fallback: 'none (text features only)' }),
     ],
   },
   {
@@ -166,10 +182,10 @@ export const KINDS: readonly KindSpec[] = [
     example: 'umap:\n  dataset: [id, ood]\n  color: atd\n',
     fields: [
       name('projection', 'umap'),
-      ref('model', 'model', 'The model to use.'),
-      { ...ref('dataset', 'dataset', 'The image set(s) to project.', true), required: true, accepts: ['string', 'string-list'] },
-      ref('classes', 'classes', 'The ID class names (for `predicted` and the scores). Default: the first ID set\'s classes.'),
-      ref('prompts', 'prompts', 'Templates and "no" pool (for `predicted`, the scores and `text:`).'),
+      MODEL_REF,
+      ref('dataset', 'dataset', 'The image set(s) to project.', { list: true, required: true }),
+      CLASSES_REF('the first ID set in `dataset:`'),
+      PROMPTS_REF('Templates and "no" pool (for `predicted`, the scores and `text:`).'),
       { key: 'color', accepts: ['string'], values: ['role', 'class', 'predicted', ...SCORE_NAMES], doc: 'Colour points by `role` (ID/OOD, default), `class`, `predicted` class, or a score (`msp`, `maxlogit`, `energy`, `ctw`, `atd`).' },
       { key: 'text', accepts: ['boolean'], doc: 'Also place the classes\' yes and no text features in the same space (default false).' },
       { key: 'neighbors', accepts: ['integer'], min: 2, doc: 'UMAP neighbourhood size (default 15).' },
@@ -185,11 +201,11 @@ export const KINDS: readonly KindSpec[] = [
     example: 'ablation:\n  id: id\n  ood: [ood]\n  pool: learned\n',
     fields: [
       name('ablation', 'ablation'),
-      ref('model', 'model', 'The model to use.'),
+      MODEL_REF,
       ref('id', 'dataset', 'The ID image set.'),
-      { ...ref('ood', 'dataset', 'One or more OOD image sets (pooled).', true), required: true, accepts: ['string', 'string-list'] },
-      ref('classes', 'classes', 'The ID class names. Default: the ID set\'s classes.'),
-      ref('prompts', 'prompts', 'The "yes" templates (and, without `pool:`, the "no" pool of this prompts cell).'),
+      ref('ood', 'dataset', 'One or more OOD image sets (pooled).', { list: true, required: true }),
+      CLASSES_REF('the ID set'),
+      PROMPTS_REF('The "yes" templates (and, without `pool:`, the "no" pool of this prompts cell).'),
       {
         key: 'pool',
         accepts: ['string', 'string-list'],
