@@ -60,9 +60,9 @@ function imageFeatures(yes: Float32Array, c: number, d: number, nId: number, nOo
   return { id, ood: normalisedRows(nOod, d, next) };
 }
 
-function printResult(what: string, r: AblationResult, wall: number): void {
+function printResult(what: string, r: AblationResult, wall: number, cpu: number): void {
   const s = r.seconds;
-  console.log(`${what}: ${wall.toFixed(2)} s wall = text ${s.text.toFixed(2)} s (${r.counts.textPrompts} prompts, ${(r.counts.textPrompts / s.text).toFixed(0)}/s)` +
+  console.log(`${what}: ${wall.toFixed(2)} s wall (CPU ${cpu.toFixed(2)} s) = text ${s.text.toFixed(2)} s (${r.counts.textPrompts} prompts, ${(r.counts.textPrompts / s.text).toFixed(0)}/s)` +
     ` + setup ${s.setup.toFixed(2)} s + rows ${s.rows.toFixed(2)} s + greedy ${s.greedy.toFixed(2)} s (${r.counts.variantsScored} variants scored)`);
   const best = r.greedy.best;
   console.log(`  full pool: CTW AUROC ${r.full.ctw.auroc.toFixed(4)}, ATD AUROC ${r.full.atd.auroc.toFixed(4)}, ATD FPR95 ${r.full.atd.fpr95.toFixed(4)}; ` +
@@ -97,9 +97,9 @@ async function main(): Promise<void> {
   const common = { model, classes, yesTemplates, idFeatures: id, idN: nId, oodFeatures: ood, oodN: n - nId, greedySteps, textBatchSize };
 
   const tpl = await timed(() => ablateNoPool({ ...common, pool: { kind: 'templates', templates } }));
-  printResult(`${t}-template pool`, tpl.value, tpl.wall);
+  printResult(`${t}-template pool`, tpl.value, tpl.wall, tpl.cpu);
   const learned = await timed(() => ablateNoPool({ ...common, pool: { kind: 'learned' } }));
-  printResult(`${model.numPrompts} learned prompts`, learned.value, learned.wall);
+  printResult(`${model.numPrompts} learned prompts`, learned.value, learned.wall, learned.cpu);
   const total = tpl.wall + learned.wall;
   const text = tpl.value.seconds.text + learned.value.seconds.text;
   console.log(`total: ${total.toFixed(2)} s wall (text encoding ${text.toFixed(2)} s, the rest ${(total - text).toFixed(2)} s)`);
@@ -130,7 +130,18 @@ async function main(): Promise<void> {
       `largest metric difference CTW ${maxDiff.ctw.toExponential(2)}, ATD ${maxDiff.atd.toExponential(2)}`);
     console.log(`naive extrapolated to the ${tpl.value.counts.variantsScored + learned.value.counts.variantsScored} variants scored here: ${(perNaive * (tpl.value.counts.variantsScored + learned.value.counts.variantsScored)).toFixed(1)} s (text encoding not included)`);
   }
-  console.log(`goal < 5 s end to end: ${total < 5 ? 'MET' : 'NOT MET'} (${total.toFixed(2)} s, load average ${machine.loadAverage[0]} at start)`);
+  // The notebook case the goal is about: the researcher edits one template and re-runs. The
+  // model (kept by the kernel between cells) remembers the text rows it encoded, so only the
+  // edited template's texts are encoded again.
+  const edited = [...templates];
+  edited[t >> 1] = 'a photo that shows no {} at all.';
+  const tpl2 = await timed(() => ablateNoPool({ ...common, pool: { kind: 'templates', templates: edited } }));
+  printResult(`re-run, one template edited`, tpl2.value, tpl2.wall, tpl2.cpu);
+  const learned2 = await timed(() => ablateNoPool({ ...common, pool: { kind: 'learned' } }));
+  printResult(`re-run, ${model.numPrompts} learned prompts`, learned2.value, learned2.wall, learned2.cpu);
+  const warm = tpl2.wall + learned2.wall;
+  console.log(`goal < 5 s end to end: first run ${total < 5 ? 'MET' : 'NOT MET'} (${total.toFixed(2)} s, text features computed from scratch); ` +
+    `re-run after editing the pool ${warm < 5 ? 'MET' : 'NOT MET'} (${warm.toFixed(2)} s); load average ${machine.loadAverage[0]} at start`);
   await model.dispose();
 }
 

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { oneOf, parseArgs, positiveInt, providerList, required, shardSpec, UsageError } from './args';
 import type { FlagKind } from './args';
+import { IMAGE_PRECISIONS } from '../engine/encoder';
 import { defaultCacheRoot, loadModel, oneLine, problemLines } from './common';
 import { runEmbedShard } from './embed-shard';
 import { runEval } from './evaluate';
@@ -19,9 +20,9 @@ import { headerLines, metricsTable } from './table';
 const USAGE = `usage:
   clipn eval --model DIR --id PATH --ood PATH [--ood PATH ...] [--templates default|clip80]
              [--cache DIR | --no-cache] [--providers cuda,webgpu,cpu] [--batch N]
-             [--precision fp32|fp16] [--json out.json]
+             [--precision fp32|fp16|int8] [--json out.json]
   clipn embed --model DIR --images PATH [--cache DIR] [--shard i/n] [--providers ...]
-              [--batch N] [--precision fp32|fp16] [--json out.json]
+              [--batch N] [--precision fp32|fp16|int8] [--json out.json]
 ${RUN_USAGE}
 An image set (PATH) is a folder of class folders, a flat folder, a glob ("imgs/**/*.jpg",
 quoted), or a .csv/.json list with a path and a label or class column.
@@ -52,7 +53,7 @@ async function evalCommand(argv: string[]): Promise<void> {
   if (args.flags.has('no-cache') && args.one.has('cache')) throw new UsageError('eval: give --cache or --no-cache, not both');
   const templates = oneOf<TemplateSet>(args, 'templates', 'eval', ['default', 'clip80'], 'default');
   const batchSize = positiveInt(args, 'batch', 'eval', 32);
-  const precision = oneOf(args, 'precision', 'eval', ['fp32', 'fp16'] as const, 'fp32');
+  const precision = oneOf(args, 'precision', 'eval', IMAGE_PRECISIONS, 'fp32');
   const cacheRoot = args.flags.has('no-cache') ? undefined : path.resolve(args.one.get('cache') ?? defaultCacheRoot());
   const providers = providerList(args, 'eval');
   const jsonOut = args.one.get('json');
@@ -82,7 +83,7 @@ async function embedCommand(argv: string[]): Promise<void> {
   const images = required(args, 'images', 'embed');
   const shard = shardSpec(args, 'embed');
   const batchSize = positiveInt(args, 'batch', 'embed', 32);
-  const precision = oneOf(args, 'precision', 'embed', ['fp32', 'fp16'] as const, 'fp32');
+  const precision = oneOf(args, 'precision', 'embed', IMAGE_PRECISIONS, 'fp32');
   const cacheRoot = path.resolve(args.one.get('cache') ?? defaultCacheRoot());
   const providers = providerList(args, 'embed');
   const jsonOut = args.one.get('json');

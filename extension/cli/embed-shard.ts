@@ -8,7 +8,7 @@ import type { DatasetItem, ImageDataset } from '../engine/datasets';
 import { embedImageSet } from '../engine/embed';
 import type { EmbedResult } from '../engine/embed';
 import { EmbeddingCache } from '../engine/embedding-cache';
-import type { ClipnModel } from '../engine/encoder';
+import type { ClipnModel, ImagePrecision } from '../engine/encoder';
 import { progressLine } from './common';
 
 export interface EmbedShardOptions {
@@ -17,7 +17,7 @@ export interface EmbedShardOptions {
   cacheRoot: string;
   shard: { index: number; count: number };
   batchSize: number;
-  precision: 'fp32' | 'fp16';
+  precision: ImagePrecision;
   cwd?: string;
 }
 

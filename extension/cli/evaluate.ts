@@ -10,7 +10,8 @@ import type { ImageDataset, SkippedEntry } from '../engine/datasets';
 import { embedImageSet } from '../engine/embed';
 import type { EmbedResult } from '../engine/embed';
 import { EmbeddingCache } from '../engine/embedding-cache';
-import type { ClipnModel, ImageFailure } from '../engine/encoder';
+import { imageGraphFor } from '../engine/encoder';
+import type { ClipnModel, ImageFailure, ImagePrecision } from '../engine/encoder';
 import { computeMetrics, idAccuracy } from '../engine/metrics';
 import { classFeatures, defaultTemplates, IMAGENET_TEMPLATES } from '../engine/prompts';
 import { scoreFeatures } from '../engine/scores';
@@ -39,7 +40,7 @@ export interface EvalOptions {
   /** Cache root; undefined disables the cache. */
   cacheRoot?: string;
   batchSize: number;
-  precision: 'fp32' | 'fp16';
+  precision: ImagePrecision;
   cwd?: string;
 }
 
@@ -192,7 +193,7 @@ export async function runEval(opts: EvalOptions): Promise<EvalReport> {
 
   const imageProvider = [idEmb, ...oodEmb].find((e) => e.provider !== 'cache');
   const m = model.manifest;
-  const graphRel = opts.precision === 'fp16' ? m.graphs.image_fp16 : m.graphs.image;
+  const graphRel = m.graphs[imageGraphFor(opts.precision)];
   return {
     model: { folder: model.modelFolder.folder, name: m.name, imageGraphSha256: graphRel ? m.files[graphRel] ?? '' : '', precision: opts.precision },
     providers: {

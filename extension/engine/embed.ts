@@ -5,7 +5,7 @@
 import type { ProviderReport } from './backend';
 import { cacheKeyFor, canonicalJson, EmbeddingCacheError } from './embedding-cache';
 import type { EmbeddingCache } from './embedding-cache';
-import type { ClipnModel, ImageFailure } from './encoder';
+import type { ClipnModel, ImageFailure, ImagePrecision } from './encoder';
 import { sha256File } from './manifest';
 
 export interface EmbedProgress {
@@ -26,7 +26,7 @@ export interface EmbedOptions {
   /** Images decoded at once (default 2). */
   concurrency?: number;
   /** Graph variant (default fp32); must match the cache's key. */
-  precision?: 'fp32' | 'fp16';
+  precision?: ImagePrecision;
   /** Images encoded between cache writes (default 1024). */
   flushEvery?: number;
   onProgress?: (p: EmbedProgress) => void;

@@ -16,6 +16,7 @@ import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { ImagePrecision } from './encoder';
 import type { ClipnManifest } from './manifest';
 import { readNpy, writeNpy } from './npy';
 
@@ -29,14 +30,12 @@ const LOCK_TIMEOUT_MS = 60_000;
 /** A lock older than this is a crashed writer's (a locked section takes well under a second). */
 const LOCK_STALE_MS = 120_000;
 
-/** Which image graph of the manifest: `image` (fp32) or `image_<variant>`. */
-export type GraphVariant = 'fp32' | 'fp16' | 'int8';
-
 /** Everything an embedding depends on besides the image bytes. */
 export interface CacheKey {
   /** sha256 of the image graph file, from the manifest's `files`. */
   graph_sha256: string;
-  variant: GraphVariant;
+  /** Which image graph of the manifest: `image` (fp32) or `image_<variant>`. */
+  variant: ImagePrecision;
   preprocess: unknown;
   embed_dim: number;
 }
@@ -83,7 +82,7 @@ export function canonicalJson(value: unknown): string {
 }
 
 /** The cache key of a model's image graph (fp32 `image`, or `image_fp16` / `image_int8`). */
-export function cacheKeyFor(manifest: ClipnManifest, variant: GraphVariant = 'fp32'): CacheKey {
+export function cacheKeyFor(manifest: ClipnManifest, variant: ImagePrecision = 'fp32'): CacheKey {
   const graphs = manifest.graphs as Record<string, string | undefined>;
   const rel = variant === 'fp32' ? graphs.image : graphs[`image_${variant}`];
   if (!rel) throw new EmbeddingCacheError(`model "${manifest.name}" has no ${variant} image graph`);
@@ -144,7 +143,7 @@ export class EmbeddingCache {
   }
 
   /** Opens the cache for a model's image graph. */
-  static forModel(root: string, manifest: ClipnManifest, variant: GraphVariant = 'fp32'): EmbeddingCache {
+  static forModel(root: string, manifest: ClipnManifest, variant: ImagePrecision = 'fp32'): EmbeddingCache {
     return EmbeddingCache.open(root, cacheKeyFor(manifest, variant));
   }
 

@@ -12,6 +12,7 @@ import type { ClipnManifest, GraphName, LoadManifestOptions, ModelFolder } from 
 import type { ImageInput } from './preprocess';
 import { PreprocessPool, resolvePreprocessWorkers } from './preprocess-pool';
 import type { PreprocessPoolStats, PreprocessWorkersSetting } from './preprocess-pool';
+import { textKey, TextFeatureMemo } from './text-memo';
 import { ClipTokenizer } from './tokenizer';
 
 export type { EncodeProgress, ImageFailure } from './encoder-pipeline';
@@ -26,6 +27,8 @@ export interface Embeddings {
   /** Execution provider that ran the graph, and the ones skipped before it. */
   provider: string;
   providerReport: ProviderReport;
+  /** Text rows taken from the model's memo of rows it encoded before (no graph run). */
+  fromMemo?: number;
 }
 
 export interface ImageEmbeddings extends Embeddings {
@@ -35,6 +38,23 @@ export interface ImageEmbeddings extends Embeddings {
   files: string[];
   /** Images that could not be read or decoded, with the reason. */
   failures: ImageFailure[];
+}
+
+/** Image encoder precisions: fp32 `image`, or a model's optional `image_fp16` / `image_int8` graph. */
+export const IMAGE_PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
+export type ImagePrecision = (typeof IMAGE_PRECISIONS)[number];
+
+/**
+ * The manifest graph of a precision: fp16 has fp16 weights with f32 IO; int8 is dynamically
+ * quantised (int8 weights, activations quantised per call; f32 IO).
+ */
+export function imageGraphFor(precision: ImagePrecision): GraphName {
+  return precision === 'fp32' ? 'image' : `image_${precision}`;
+}
+
+/** `requested` when the model has its image graph, else fp32 (the graph every model has). */
+export function availablePrecision(manifest: Pick<ClipnManifest, 'graphs'>, requested: ImagePrecision): ImagePrecision {
+  return manifest.graphs[imageGraphFor(requested)] ? requested : 'fp32';
 }
 
 export interface EncodeImagesOptions {
@@ -47,8 +67,8 @@ export interface EncodeImagesOptions {
    * model's setting (ClipnModelOptions.preprocessWorkers) for this call. 0: in-process.
    */
   preprocessWorkers?: PreprocessWorkersSetting;
-  /** 'fp16' uses the manifest's image_fp16 graph (fp16 weights, f32 IO). */
-  precision?: 'fp32' | 'fp16';
+  /** Which image graph runs (imageGraphFor); default fp32. */
+  precision?: ImagePrecision;
   onProgress?: (p: EncodeProgress) => void;
   signal?: AbortSignal;
 }
@@ -138,6 +158,8 @@ export interface ClipnModelOptions extends LoadManifestOptions {
    * as its own entry and put it beside the bundle under that name or give its path here.
    */
   preprocessWorkerFile?: string;
+  /** Bytes of text features remembered between calls (default 128 MB; 0: none). */
+  textMemoBytes?: number;
 }
 
 /** 'auto' preprocesses smaller calls in-process unless workers are already running. */
@@ -153,6 +175,9 @@ function fmtDims(dims: ReadonlyArray<number | string>): string {
 }
 
 export class ClipnModel {
+  /** Text rows already encoded (see text-memo.ts). */
+  private readonly textMemo: TextFeatureMemo;
+  private lastTextProvider?: { provider: string; providerReport: ProviderReport };
   readonly backend: OrtBackend;
   /** Graph label -> the checked session promise. */
   private readonly checked = new Map<GraphName, Promise<GraphSession>>();
@@ -165,8 +190,10 @@ export class ClipnModel {
     readonly tokenizer: ClipTokenizer,
     backendOptions: BackendOptions | undefined,
     private readonly poolOptions: Pick<ClipnModelOptions, 'preprocessWorkers' | 'preprocessWorkerFile'> = {},
+    textMemoBytes?: number,
   ) {
     this.backend = new OrtBackend(backendOptions);
+    this.textMemo = new TextFeatureMemo(textMemoBytes);
     resolvePreprocessWorkers(poolOptions.preprocessWorkers); // a bad setting fails at load
   }
 
@@ -181,7 +208,7 @@ export class ClipnModel {
           `architecture.text.vocab_size = ${m.architecture.text.vocab_size}; re-export the model with its own merges file`,
       );
     }
-    return new ClipnModel(model, tokenizer, opts.backend, { preprocessWorkers: opts.preprocessWorkers, preprocessWorkerFile: opts.preprocessWorkerFile });
+    return new ClipnModel(model, tokenizer, opts.backend, { preprocessWorkers: opts.preprocessWorkers, preprocessWorkerFile: opts.preprocessWorkerFile }, opts.textMemoBytes);
   }
 
   get manifest(): ClipnManifest {
@@ -202,7 +229,7 @@ export class ClipnModel {
 
   private io(graph: GraphName): GraphIO {
     const io = this.manifest.io;
-    const key = graph === 'image_fp16' ? 'image' : graph;
+    const key = graph === 'image_fp16' || graph === 'image_int8' ? 'image' : graph;
     // Defaults are FORMAT.md's names for folders written before the manifest carried `io`.
     const defaults: Record<string, string[]> = { image: ['pixel_values'], text: ['input_ids'], text_no: ['input_ids', 'prompt_weights'] };
     return { inputs: io ? io[key] : defaults[key], output: io?.output };
@@ -214,6 +241,7 @@ export class ClipnModel {
     switch (graph) {
       case 'image':
       case 'image_fp16':
+      case 'image_int8':
         return [['B', 3, this.imageSize, this.imageSize]];
       case 'text':
         return [['B', c]];
@@ -299,8 +327,8 @@ export class ClipnModel {
   // Low-level: already-preprocessed tensors (parity checks, callers with their own pipeline).
 
   /** pixel_values [B, 3, S, S] -> [B, D]. */
-  encodePixels(pixels: Float32Array, dims: readonly number[], precision: 'fp32' | 'fp16' = 'fp32'): Promise<Embeddings> {
-    return this.runGraph(precision === 'fp16' ? 'image_fp16' : 'image', [{ type: 'float32', data: pixels, dims }]);
+  encodePixels(pixels: Float32Array, dims: readonly number[], precision: ImagePrecision = 'fp32'): Promise<Embeddings> {
+    return this.runGraph(imageGraphFor(precision), [{ type: 'float32', data: pixels, dims }]);
   }
 
   /** input_ids [B, C] -> yes-tower features [B, D]. */
@@ -326,7 +354,7 @@ export class ClipnModel {
     if (sources.length === 0) throw new Error('encodeImages: the image list is empty; give at least one image file or buffer');
     const batchSize = opts.batchSize ?? 16;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`encodeImages: batchSize must be a positive integer, got ${batchSize}`);
-    const graph: GraphName = opts.precision === 'fp16' ? 'image_fp16' : 'image';
+    const graph = imageGraphFor(opts.precision ?? 'fp32');
     opts.signal?.throwIfAborted();
     // Open the session first: a broken graph/provider fails before any image is decoded.
     const session = await this.session(graph);
@@ -380,36 +408,55 @@ export class ClipnModel {
     return p && { ...p.stats(), size: p.size, broken: p.broken };
   }
 
-  /** Runs `encode` over prompt batches with progress and cancellation. */
+  /**
+   * Runs `encode` over the prompts the memo does not hold, in batches, with progress and
+   * cancellation; `key(i)` names prompt i's row, `encode(ids, rows)` encodes those prompt indices.
+   */
   private async batchedTexts(
     prompts: readonly string[],
     opts: EncodeTextsOptions,
-    encode: (ids: BigInt64Array, start: number, rows: number) => Promise<Embeddings>,
+    key: (i: number) => string,
+    encode: (ids: BigInt64Array, rows: readonly number[]) => Promise<Embeddings>,
   ): Promise<Embeddings> {
     if (prompts.length === 0) throw new Error('encode texts: the prompt list is empty');
+    opts.signal?.throwIfAborted();
     const batchSize = opts.batchSize ?? 64;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`encode texts: batchSize must be a positive integer, got ${batchSize}`);
     const d = this.embedDim;
     const out = new Float32Array(prompts.length * d);
+    const keys = prompts.map((_, i) => key(i));
+    // Each distinct missing row is encoded once, however often it repeats.
+    const firstOf = new Map<string, number>();
+    const missing: number[] = [];
+    keys.forEach((k, i) => {
+      if (!this.textMemo.get(k) && !firstOf.has(k)) (firstOf.set(k, i), missing.push(i));
+    });
     const start = performance.now();
+    const fresh = new Map<string, Float32Array>();
     let last: Embeddings | undefined;
-    for (let i = 0; i < prompts.length; i += batchSize) {
+    for (let b = 0; b < missing.length; b += batchSize) {
       opts.signal?.throwIfAborted();
-      const chunk = prompts.slice(i, i + batchSize);
-      const ids = this.tokenizer.tokenize(chunk);
-      last = await encode(ids, i, chunk.length);
-      out.set(last.data, i * d);
-      const done = i + chunk.length;
+      const rows = missing.slice(b, b + batchSize);
+      last = await encode(this.tokenizer.tokenize(rows.map((i) => prompts[i])), rows);
+      rows.forEach((i, r) => {
+        const v = last!.data.subarray(r * d, (r + 1) * d);
+        fresh.set(keys[i], v);
+        this.textMemo.set(keys[i], v);
+      });
+      const done = b + rows.length;
       const seconds = (performance.now() - start) / 1000;
-      opts.onProgress?.({ done, total: prompts.length, itemsPerSecond: seconds > 0 ? done / seconds : 0 });
+      opts.onProgress?.({ done, total: missing.length, itemsPerSecond: seconds > 0 ? done / seconds : 0 });
     }
-    return { data: out, dims: [prompts.length, d], provider: last!.provider, providerReport: last!.providerReport };
+    keys.forEach((k, i) => out.set(fresh.get(k) ?? this.textMemo.get(k)!, i * d));
+    if (last) this.lastTextProvider = { provider: last.provider, providerReport: last.providerReport };
+    const from = last ?? this.lastTextProvider;
+    return { data: out, dims: [prompts.length, d], provider: from ? from.provider : 'memo', providerReport: from?.providerReport ?? { used: 'memo', skipped: [] }, fromMemo: prompts.length - missing.length };
   }
 
   /** Yes-tower features of prompts (already filled-in texts) -> [N, D]. */
   encodeTexts(prompts: readonly string[], opts: EncodeTextsOptions = {}): Promise<Embeddings> {
     const c = this.contextLength;
-    return this.batchedTexts(prompts, opts, (ids, _start, rows) => this.encodeTokenIds(ids, [rows, c]));
+    return this.batchedTexts(prompts, opts, (i) => textKey('yes', prompts[i]), (ids, rows) => this.encodeTokenIds(ids, [rows.length, c]));
   }
 
   /**
@@ -420,9 +467,12 @@ export class ClipnModel {
     const p = this.numPrompts;
     const c = this.contextLength;
     const matrix = this.weightMatrix(weights, prompts.length);
-    return this.batchedTexts(prompts, opts, (ids, start, rows) =>
-      this.encodeTokenIdsNo(ids, [rows, c], matrix.subarray(start * p, (start + rows) * p), [rows, p]),
-    );
+    const row = (i: number) => matrix.subarray(i * p, (i + 1) * p);
+    return this.batchedTexts(prompts, opts, (i) => textKey('no', prompts[i], row(i)), (ids, rows) => {
+      const w = new Float32Array(rows.length * p);
+      rows.forEach((i, r) => w.set(row(i), r * p));
+      return this.encodeTokenIdsNo(ids, [rows.length, c], w, [rows.length, p]);
+    });
   }
 
   /** Resolves any weights input to a [n, P] matrix, checking its size. */
@@ -448,6 +498,7 @@ export class ClipnModel {
   /** Releases all ORT sessions and stops the preprocessing workers. */
   async dispose(): Promise<void> {
     this.checked.clear();
+    this.textMemo.clear();
     this.disposed = true;
     const pool = this.pool;
     this.pool = undefined;

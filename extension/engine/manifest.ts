@@ -31,7 +31,7 @@ export interface TextArchitecture {
 /** The manifest's `preprocess` object; preprocess.ts owns the type (it implements it). */
 export type PreprocessSpec = PreprocessConfig;
 
-export type GraphName = 'image' | 'image_fp16' | 'text' | 'text_no';
+export type GraphName = 'image' | 'image_fp16' | 'image_int8' | 'text' | 'text_no';
 
 /** `clipn.json` as models/clipn/export.py writes it. */
 export interface ClipnManifest {

@@ -2,7 +2,8 @@
 // kernel variables), loaded models (onnxruntime sessions are costly: one per folder/providers/
 // threads), and image embeddings keyed by image content hash + model + preprocessing.
 import * as path from 'node:path';
-import { ClipnModel } from '../engine/encoder';
+import { availablePrecision, ClipnModel, imageGraphFor } from '../engine/encoder';
+import type { ImagePrecision } from '../engine/encoder';
 import type { ImageDataset } from '../engine/datasets';
 import type { NoPrompts } from '../engine/prompts';
 import { Definitions } from '../language/resolve';
@@ -15,7 +16,8 @@ export interface ModelValue {
   model: ClipnModel;
   /** Identifies the weights + preprocessing for the embedding cache. */
   key: string;
-  precision: 'fp32' | 'fp16';
+  /** The precision whose image graph runs: the one asked for, or fp32 when the model lacks it. */
+  precision: ImagePrecision;
 }
 
 export interface DatasetValue {
@@ -53,7 +55,7 @@ export class KernelState {
   private readonly caches = new Map<string, EmbeddingCache>();
 
   /** Loads (or reuses) a model for a folder with the given providers and threads. */
-  model(folder: string, settings: KernelSettings, providers: string[], precision: 'fp32' | 'fp16'): Promise<ModelValue> {
+  model(folder: string, settings: KernelSettings, providers: string[], precision: ImagePrecision): Promise<ModelValue> {
     const abs = path.resolve(folder);
     const threads = settings.threads > 0 ? settings.threads : undefined;
     const id = JSON.stringify([abs, providers, threads ?? 0, precision]);
@@ -66,9 +68,10 @@ export class KernelState {
         });
         const m = model.manifest;
         // The graphs' hashes name the weights; preprocessing decides the pixels they see.
-        const graph = precision === 'fp16' && m.graphs.image_fp16 ? m.graphs.image_fp16 : m.graphs.image;
+        const used = availablePrecision(m, precision);
+        const graph = m.graphs[imageGraphFor(used)] ?? m.graphs.image;
         const key = JSON.stringify([m.files[graph] ?? m.name, m.preprocess]);
-        return { folder: abs, model, key, precision: precision === 'fp16' && m.graphs.image_fp16 ? 'fp16' : 'fp32' } as ModelValue;
+        return { folder: abs, model, key, precision: used } as ModelValue;
       })();
       p.catch(() => this.models.delete(id));
       this.models.set(id, p);

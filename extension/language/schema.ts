@@ -1,6 +1,7 @@
 // The one schema of the `clipn` cell language. Validation (line/column errors), editor
 // diagnostics, completion and hover all read this table, so a key documented here is a key
 // the kernel accepts, and nothing else is. No `vscode` import: the kernel and tests use it.
+import type { ImagePrecision } from '../engine/encoder';
 import type { CellKind } from '../protocol';
 
 /** The shapes a value may take; a field lists every shape it accepts. */
@@ -81,7 +82,14 @@ export const KINDS: readonly KindSpec[] = [
         values: PROVIDERS,
         doc: 'Execution providers to try, in order; the first that works runs the model and is shown in the output. Default: the `clipn.executionProviders` setting.',
       },
-      { key: 'precision', accepts: ['string'], values: ['fp32', 'fp16'], doc: 'Image encoder precision: `fp16` uses the fp16 graph when the model has one.' },
+      {
+        key: 'precision',
+        accepts: ['string'],
+        values: ['fp32', 'fp16', 'int8'] satisfies ImagePrecision[],
+        doc:
+          'Image encoder precision. Default `fp32`. `fp16` uses the fp16 image graph; `int8` uses the int8 dynamically quantised image graph ' +
+          '(faster on CPU, features at cosine ≥ 0.99). A model without that graph falls back to `fp32`, and the output says so.',
+      },
     ],
   },
   {

@@ -87,3 +87,23 @@ export async function setColorTheme(page: Page, theme: string): Promise<void> {
   await page.locator('.quick-input-list .monaco-list-row', { hasText: theme }).first().waitFor({ timeout: 10_000 });
   await page.keyboard.press('Enter');
 }
+
+/**
+ * Scrolls the notebook until the element (inside the output webview) is on screen, and returns
+ * its box in page coordinates (what page.mouse uses).
+ */
+export async function bringIntoView(page: Page, target: import('playwright-core').Locator, viewportHeight: number): Promise<{ x: number; y: number; width: number; height: number }> {
+  const list = page.locator(NOTEBOOK_EDITOR).first().locator('.monaco-list').first();
+  const lbox = await list.boundingBox();
+  if (lbox) await page.mouse.move(lbox.x + lbox.width / 2, lbox.y + Math.min(lbox.height / 2, 400));
+  for (let i = 0; i < 60; i++) {
+    const box = await target.boundingBox({ timeout: 2000 }).catch(() => null);
+    if (box && box.y > 120 && box.y + box.height < viewportHeight - 40) return box;
+    // Above: scroll up; below or not rendered yet: scroll down.
+    const delta = box ? Math.max(-1200, Math.min(1200, box.y - viewportHeight / 3)) : 600;
+    if (lbox) await page.mouse.move(lbox.x + lbox.width / 2, lbox.y + Math.min(lbox.height / 2, 400));
+    await page.mouse.wheel(0, delta);
+    await page.waitForTimeout(250);
+  }
+  throw new Error('could not scroll the element into view');
+}

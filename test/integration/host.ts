@@ -185,7 +185,8 @@ export async function launchChromium(root: string): Promise<Browser> {
     executablePath: CHROMIUM,
     headless: true,
     env: env as Record<string, string>,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
+    // No GPU here: WebGL (3-D and scattergl plots) runs on SwiftShader, Chromium's CPU renderer.
+    args: ['--no-sandbox', '--disable-gpu', '--enable-unsafe-swiftshader', '--use-angle=swiftshader', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
   });
 }
 

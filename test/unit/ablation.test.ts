@@ -101,6 +101,18 @@ describe('no-pool ablation on the default model', { skip: !defaultModelPresent()
     assert.equal(r.counts.textPrompts, CLASSES.length * (model.manifest.templates!.length + pool.length));
   });
 
+  test('small graph chunks (images split across sessions, one variant per run) give the same metrics', async () => {
+    const pool = POOL.slice(0, 3);
+    const whole = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: pool }, greedySteps: 0 });
+    // 4 classes x 50 rows: four image chunks (the last of 50 of 200), each run one variant.
+    const split = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: pool }, greedySteps: 0, chunkElements: 4 * 50 });
+    assertMetricsEqual(split.full, whole.full, 'full, split');
+    whole.alone.forEach((r, k) => assertMetricsEqual(split.alone[k].metrics, r.metrics, `alone ${k}, split`));
+    whole.leaveOneOut.forEach((r, k) => assertMetricsEqual(split.leaveOneOut[k].metrics, r.metrics, `leave out ${k}, split`));
+    const h = await handcraftedAblation(model, CLASSES, { templates: pool });
+    assertMetricsEqual(split.leaveOneOut[1].metrics, slow(h.leaveOneOut[1].data), 'leave out 1, split');
+  });
+
   test('the yes tower for the pool (plain-CLIP negation) also equals the slow way', async () => {
     const pool = POOL.slice(1, 3);
     const r = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: pool, tower: 'yes' }, greedySteps: 0 });
@@ -212,6 +224,7 @@ print(json.dumps(out))
       [{ idLabels: [0, 1] }, /idLabels has 2 labels for idN = 120/],
       [{ objective: { score: 'msp', metric: 'auroc' } as unknown as AblationObjective }, /objective must be/],
       [{ greedySteps: -1 }, /greedySteps must be a non-negative integer/],
+      [{ chunkElements: 0 }, /chunkElements must be a positive integer/],
       [{ yesTemplates: ['a photo'] }, /yesTemplates: template "a photo" has no \{\}/],
     ];
     for (const [patch, message] of bad) await assert.rejects(ablateNoPool({ ...base, ...patch }), message);

@@ -153,6 +153,8 @@ export async function drawFigure(el: HTMLElement, spec: FigureSpec): Promise<voi
     showLink: false,
     showSendToCloud: false,
     typesetMath: false,
+    // The wheel scrolls the notebook, never zooms a plot under the pointer (3-D scenes would).
+    scrollZoom: false,
   });
   attachInteractions(el as PlotElement, spec);
 }

@@ -15,10 +15,12 @@
 // Scores are scores.ts's at scale 100. CTW = sigmoid(L_j* - Lno_j*) is formed exactly as scores.ts
 // forms it (float64 dot products rounded to float32 logits): bit-identical to scoreFeatures on the
 // same features. ATD = sum_j p_j sigmoid(L_j - Lno_j): the j* term the same exact way, the other
-// classes' terms from an onnxruntime graph (one float32 GEMM of the images against K variants'
-// class features, then the sums), whose ~1e-5 logit error (scoring-graph.ts) leaves ATD within
-// ~1e-6 relative of scores.ts: metrics agree unless an ID and an OOD score are that close. Above
-// 0.5, ATD is taken as 1 - p_ood with p_ood summed alike, which keeps its digits near 1.
+// classes' terms from an onnxruntime graph (one float32 GEMM of K variants' class features against
+// an image chunk baked into the session, then the sums), whose ~1e-5 logit error (scoring-graph.ts)
+// leaves ATD within ~1e-5 relative of scores.ts (far less where the j* term dominates): metrics
+// agree (tests: to 1e-9) unless an ID and an OOD score are that close. Above 0.5, ATD is taken as
+// 1 - p_ood with p_ood summed alike, which keeps its digits near 1. Memory: the images and the
+// off-j* softmax live in the sessions (N x (D + C) floats); intermediates hold chunkElements.
 //
 // No "linear trick" (per-template logits cached, subsets summed without a GEMM): ATD needs all
 // N x C no-logits of each variant, the sigmoid pass over them costs about what the GEMM would
@@ -90,6 +92,8 @@ export interface AblationInput {
   textBatchSize?: number;
   /** Runs the ATD graph (default: a CPU-only backend of its own, released at the end). */
   backend?: OrtBackend;
+  /** Elements per ATD graph intermediate, K variants x C x image rows (default 2^22): bounds memory. */
+  chunkElements?: number;
   signal?: AbortSignal;
   onProgress?: (p: AblationProgress) => void;
 }
@@ -125,7 +129,7 @@ const SCALE = 100;
 const DEFAULT_GREEDY_STEPS = 8;
 /** Variants per scoring batch, and elements per graph intermediate (K x C x image rows). */
 const VARIANTS_PER_BATCH = 16;
-const GRAPH_ELEMENTS = 1 << 22;
+const CHUNK_ELEMENTS = 1 << 22;
 /** Bound on exp()'s argument in the graph: keeps [p sigmoid(d)] e^-d finite (error <= p e^-85). */
 const CLIP = 85;
 
@@ -183,7 +187,9 @@ function validate(input: AblationInput) {
   if (!Number.isInteger(maxSteps) || maxSteps < 0) throw new AblationError(`greedySteps must be a non-negative integer (got ${maxSteps})`);
   const batchSize = input.textBatchSize ?? 2048;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new AblationError(`textBatchSize must be a positive integer (got ${batchSize})`);
-  return { yesTemplates, positions, objective, maxSteps, batchSize };
+  const chunkElements = input.chunkElements ?? CHUNK_ELEMENTS;
+  if (!Number.isInteger(chunkElements) || chunkElements < 1) throw new AblationError(`chunkElements must be a positive integer (got ${chunkElements})`);
+  return { yesTemplates, positions, objective, maxSteps, batchSize, chunkElements };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,45 +298,41 @@ const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 
 class VariantScorer {
   scored = 0;
-  /** Yes logits as scores.ts forms them, j*, the softmax at j*, and elsewhere (0 at j*). */
-  private readonly logits: Float32Array;
+  /** Per image: j* and L_j* as scores.ts forms them, and the softmax probability at j*. */
   readonly predicted: Int32Array;
+  private readonly lyStar: Float32Array;
   private readonly pStar: Float64Array;
-  private readonly pRest: Float32Array;
-  /** Image chunks with their ATD graph sessions. */
-  private chunks: Array<{ start: number; rows: number; session: Promise<GraphSession> }> = [];
+  /** Image chunks with their ATD graph sessions (the chunk's images and off-j* softmax baked in). */
+  private readonly chunks: Array<{ start: number; rows: number; session: Promise<GraphSession> }> = [];
 
   constructor(private readonly x: Float32Array, private readonly n: number, private readonly d: number,
-    private readonly yes: Float32Array, private readonly c: number, backend: OrtBackend) {
-    this.logits = new Float32Array(n * c);
-    matmulTransposed(x, n, yes, c, d, SCALE, this.logits);
-    const l = this.logits;
+    private readonly yes: Float32Array, private readonly c: number, backend: OrtBackend, private readonly chunkElements: number) {
     this.predicted = new Int32Array(n);
+    this.lyStar = new Float32Array(n);
     this.pStar = new Float64Array(n);
-    this.pRest = new Float32Array(n * c);
-    for (let i = 0, o = 0; i < n; i++, o += c) {
-      let jStar = 0;
-      for (let j = 1; j < c; j++) if (l[o + j] > l[o + jStar]) jStar = j;
-      let z = 0;
-      for (let j = 0; j < c; j++) z += Math.exp(l[o + j] - l[o + jStar]);
-      for (let j = 0; j < c; j++) this.pRest[o + j] = j === jStar ? 0 : Math.exp(l[o + j] - l[o + jStar]) / z;
-      this.predicted[i] = jStar;
-      this.pStar[i] = 1 / z;
-    }
-    const rows = Math.max(1, Math.min(n, Math.floor(GRAPH_ELEMENTS / c)));
+    const rows = Math.max(1, Math.min(n, Math.floor(chunkElements / c)));
+    const l = new Float32Array(rows * c);
     for (let start = 0; start < n; start += rows) {
       const r = Math.min(rows, n - start);
-      const pT = new Float32Array(c * r);
-      for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) pT[j * r + i] = this.pRest[(start + i) * c + j];
+      matmulTransposed(x.subarray(start * d, (start + r) * d), r, yes, c, d, SCALE, l);
+      const pT = new Float32Array(c * r); // [C, R]: the layout of the graph's sums
+      for (let i = 0, o = 0; i < r; i++, o += c) {
+        let jStar = 0;
+        for (let j = 1; j < c; j++) if (l[o + j] > l[o + jStar]) jStar = j;
+        let z = 0;
+        for (let j = 0; j < c; j++) z += Math.exp(l[o + j] - l[o + jStar]);
+        for (let j = 0; j < c; j++) if (j !== jStar) pT[j * r + i] = Math.exp(l[o + j] - l[o + jStar]) / z;
+        [this.predicted[start + i], this.lyStar[start + i], this.pStar[start + i]] = [jStar, l[o + jStar], 1 / z];
+      }
       const session = backend.sessionFromBuffer('ablation_atd', buildRestGraph(x.subarray(start * d, (start + r) * d), r, d, pT, c));
-      session.catch(() => undefined); // awaited in score()
+      session.catch(() => undefined); // awaited (and its error thrown) in score()
       this.chunks.push({ start, rows: r, session });
     }
   }
 
   /** d* = L_j* - Lno_j*, both logits as scores.ts forms them; four variants share each image row. */
   private margins(variants: readonly Float32Array[]): Float64Array[] {
-    const { x, n, d, c } = this;
+    const { x, n, d } = this;
     const k = variants.length;
     const out = variants.map(() => new Float64Array(n));
     // Groups of four (the last padded with repeats), so four independent sums share each x load.
@@ -338,7 +340,7 @@ class VariantScorer {
     for (let i = 0; i < n; i++) {
       const xo = i * d;
       const go = this.predicted[i] * d;
-      const ly = this.logits[i * c + this.predicted[i]];
+      const ly = this.lyStar[i];
       for (let q = 0; q < groups.length; q++) {
         const g = groups[q];
         const g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
@@ -373,7 +375,7 @@ class VariantScorer {
     });
     const atd = variants.map(() => new Float64Array(n));
     for (const { start, rows, session } of this.chunks) {
-      const per = Math.max(1, Math.floor(GRAPH_ELEMENTS / (c * rows)));
+      const per = Math.max(1, Math.floor(this.chunkElements / (c * rows)));
       for (let v0 = 0; v0 < k; v0 += per) {
         const m = Math.min(per, k - v0);
         const { data } = await (await session).run({ no_minus_yes: { type: 'float32', data: text.subarray(v0 * c * d, (v0 + m) * c * d), dims: [m * c, d] } }, 'sums');
@@ -456,7 +458,7 @@ async function greedySelection(evaluator: Evaluator, p: number, maxSteps: number
 /** Ablation of a "no" prompt pool; see the module comment. */
 export async function ablateNoPool(input: AblationInput): Promise<AblationResult> {
   const t0 = performance.now();
-  const { yesTemplates, positions, objective, maxSteps, batchSize } = validate(input);
+  const { yesTemplates, positions, objective, maxSteps, batchSize, chunkElements } = validate(input);
   const { model, classes, idN, oodN } = input;
   const [c, d] = [classes.length, model.embedDim];
   const degenerate = { atd: createScores(0, c).degenerate.atd };
@@ -474,7 +476,7 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
   images.set(input.oodFeatures, idN * d);
   const backend = input.backend ?? new OrtBackend({ executionProviders: ['cpu'] });
   try {
-    const scorer = new VariantScorer(images, idN + oodN, d, yes, c, backend);
+    const scorer = new VariantScorer(images, idN + oodN, d, yes, c, backend, chunkElements);
     const accuracy = input.idLabels ? idAccuracy(scorer.predicted.subarray(0, idN), input.idLabels) : undefined;
     if (accuracy !== undefined) notes.push(`ID accuracy ${(100 * accuracy).toFixed(2)}% for every variant: the predicted class comes from the yes side only`);
     const evaluator = new Evaluator(scorer, pool, idN, input.signal);

@@ -103,7 +103,7 @@ export async function runAblation(ctx: RunContext, v: Values, name: string): Pro
     title: 'Full pool (%)',
     columns: [{ label: 'pool' }, ...METRIC_COLUMNS('CTW'), ...METRIC_COLUMNS('ATD')],
     rows: [[`all ${result.prompts.length}`, ...metricCells(result.full.ctw), ...metricCells(result.full.atd)]],
-    caption: `ID accuracy ${result.idAccuracy === undefined ? '–' : `${pct(result.idAccuracy).toFixed(2)}%`} (the same for every variant: predictions come from the "yes" side). FPR95 interpolated (CLIPN).`,
+    caption: 'FPR95 interpolated (CLIPN). Changes below are in points of % against this row.',
   });
 
   // Sorted by what leaving the prompt out costs: the prompts the pool can least do without first.

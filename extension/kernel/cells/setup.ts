@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { loadDataset } from '../../engine/datasets';
 import { defaultTemplates } from '../../engine/prompts';
-import { promptWeights, type PromptMix } from '../../engine/encoder';
+import { imageGraphFor, promptWeights, type ImagePrecision, type PromptMix } from '../../engine/encoder';
 import type { NoPrompts } from '../../engine/prompts';
 import type { ViewPayload } from '../../protocol';
 import { listBlock } from '../views';
@@ -20,9 +20,10 @@ export async function runModel(ctx: RunContext, v: Values, name: string): Promis
   const providers = (v.providers as string[] | undefined) ?? ctx.settings.providers;
   const start = performance.now();
   ctx.progress(`loading ${folder}`);
-  const m = await ctx.state.model(folder, ctx.settings, providers, (v.precision as 'fp32' | 'fp16' | undefined) ?? 'fp32');
+  const precision = (v.precision as ImagePrecision | undefined) ?? 'fp32';
+  const m = await ctx.state.model(folder, ctx.settings, providers, precision);
   // Opening the image session now shows which provider runs it, before any image is encoded.
-  const report = await m.model.providerReport(m.precision === 'fp16' ? 'image_fp16' : 'image');
+  const report = await m.model.providerReport(imageGraphFor(m.precision));
   ctx.signal.throwIfAborted();
   ctx.state.defs.define({ name, kind: 'model', cell: ctx.cellNumber, value: m });
   const man = m.model.manifest;
@@ -41,6 +42,9 @@ export async function runModel(ctx: RunContext, v: Values, name: string): Promis
       ['loaded in', fmtSeconds((performance.now() - start) / 1000)],
     ],
   });
+  if (m.precision !== precision) {
+    view.notes.push(`This model has no ${precision} image graph (${imageGraphFor(precision)} in clipn.json): images are encoded with ${m.precision}.`);
+  }
   for (const s of report.skipped) view.notes.push(`Provider ${s.name} skipped: ${s.reason.split('\n')[0]}`);
   return view;
 }

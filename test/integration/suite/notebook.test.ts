@@ -31,7 +31,7 @@ suite('CLIPN notebook', () => {
       const mimes = c.outputs.flatMap((o) => o.items.map((i) => i.mime));
       assert.deepEqual(mimes, [MIME.view, MIME.text], `cell ${c.index + 1}`);
     }
-    assert.deepEqual(cells.map((c) => viewOf(c).kind), ['model', 'dataset', 'dataset', 'prompts', 'evaluate', 'prompts', 'evaluate', 'embed']);
+    assert.deepEqual(cells.map((c) => viewOf(c).kind), ['model', 'dataset', 'dataset', 'prompts', 'evaluate', 'prompts', 'evaluate', 'embed', 'geometry', 'umap', 'ablation']);
     const orders = cells.map((c) => c.executionSummary!.executionOrder!);
     assert.deepEqual(orders, [...orders].sort((a, b) => a - b), 'execution order follows the notebook');
 
@@ -53,7 +53,7 @@ suite('CLIPN notebook', () => {
     assert.deepEqual(table.rows.map((r) => r[0]), ['MSP', 'MaxLogit', 'Energy', 'CTW', 'ATD']);
     assert.ok(table.columns.map((c) => c.label).join('|').match(/AUROC.*FPR95.*AUPR-In.*AUPR-Out.*ID acc/));
     for (const r of table.rows) for (const v of r.slice(2)) assert.ok(typeof v === 'number' && v >= 0 && v <= 100, `metric ${v}`);
-    const [roc, hist] = figures(ev.blocks);
+    const [roc, hist] = figures(ev.blocks).filter((f, i) => i === 0 || /ATD score/.test(f.layout.xTitle ?? ''));
     assert.equal(roc.data.length, 6, 'five ROC curves and the chance line');
     assert.ok(roc.data[0].x instanceof Float32Array, 'figure arrays travel as binary');
     assert.equal((hist.data[0].x as Float32Array).length, nId);
@@ -64,6 +64,16 @@ suite('CLIPN notebook', () => {
     const points = figures(emb.blocks)[0].data.reduce((n, t) => n + (t.x?.length ?? 0), 0);
     assert.equal(points, nId + nOod);
     assert.ok(emb.notes.some((n) => /cache/.test(n)), 'the embed cell reuses the cached embeddings');
+
+    // The analyses: geometry's image side, UMAP's points with their images, the ablation's pool.
+    const geo = figures(viewOf(cells[8]).blocks);
+    assert.equal(geo[geo.length - 1].images?.paths.length, nId + nOod, 'every image on the yes/no plane');
+    const umap = figures(viewOf(cells[9]).blocks)[0];
+    assert.equal(umap.images?.paths.length, nId + nOod);
+    assert.ok(umap.images!.paths.every((p) => fs.existsSync(p)), 'UMAP points open real files');
+    const abl = viewOf(cells[10]);
+    assert.equal((abl.blocks.filter((b) => b.type === 'table')[1] as Extract<Block, { type: 'table' }>).rows.length, 16, 'each of the 16 learned prompts alone');
+    assert.ok(abl.blocks.some((b) => b.type === 'snippet'), 'the best subset is offered as a cell');
     const times = cells.map((c) => (c.executionSummary!.timing!.endTime - c.executionSummary!.timing!.startTime).toFixed(0));
     console.log(`    sample notebook: ${cells.length} cells in ${Date.now() - started} ms (per cell: ${times.join(', ')} ms)`);
     await vscode.commands.executeCommand('workbench.action.closeActiveEditor');

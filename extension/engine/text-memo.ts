@@ -1,0 +1,45 @@
+// Text features are cheap but not free: a 128-template "no" pool over 100 classes is 12,800
+// texts, about 4 s on two cores for the tiny model. A kernel keeps its models between cells,
+// so each model remembers the rows it encoded (keyed by tower, text and prompt weights) and an
+// edited pool re-encodes only the texts that changed. On CPU onnxruntime gives a row the same
+// bits whatever batch it ran in (checked in the tests), so a remembered row is the row a fresh
+// run would produce. Bounded by bytes; the oldest rows go first.
+export class TextFeatureMemo {
+  private readonly rows = new Map<string, Float32Array>();
+  private bytes = 0;
+
+  constructor(private readonly maxBytes = 128 * 1024 * 1024) {}
+
+  get(key: string): Float32Array | undefined {
+    return this.rows.get(key);
+  }
+
+  set(key: string, row: Float32Array): void {
+    if (this.maxBytes <= 0 || this.rows.has(key)) return;
+    // Copy: callers' batch buffers must not stay alive through the memo.
+    this.rows.set(key, Float32Array.from(row));
+    this.bytes += row.byteLength;
+    if (this.bytes > this.maxBytes) {
+      for (const [k, v] of this.rows) {
+        this.rows.delete(k);
+        this.bytes -= v.byteLength;
+        if (this.bytes <= this.maxBytes * 0.9) break;
+      }
+    }
+  }
+
+  get size(): number {
+    return this.rows.size;
+  }
+
+  clear(): void {
+    this.rows.clear();
+    this.bytes = 0;
+  }
+}
+
+/** The memo key of one text: the tower, the text, and for the no tower its prompt-weight row. */
+export function textKey(tower: 'yes' | 'no', text: string, weights?: Float32Array): string {
+  if (!weights) return `${tower}\u0000${text}`;
+  return `${tower}\u0000${text}\u0000${Array.from(weights).join(',')}`;
+}
