@@ -200,6 +200,7 @@ async function main(): Promise<number> {
     });
 
     await check('a file named like markup shows as text and runs nothing', async () => {
+      await scrollThrough(page);
       const shown = await outputFrame(page).locator('.clipn-list li', { hasText: XSS }).count();
       if (shown === 0) throw new Error(`no output lists ${XSS} as text`);
       const injected = await outputFrame(page).locator('.clipn-view img:not(.clipn-thumb), .clipn-view script').count();

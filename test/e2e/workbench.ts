@@ -62,15 +62,21 @@ export async function saveAndClose(page: Page): Promise<void> {
   await page.locator(NOTEBOOK_EDITOR).first().waitFor({ state: 'detached', timeout: 10_000 }).catch(() => undefined);
 }
 
-/** Scrolls the notebook through so every output gets rendered (the list is virtualised). */
+/**
+ * Scrolls the notebook from the top to the bottom so every output gets rendered (the cell list
+ * is virtualised and outputs are drawn as their cells come near the viewport).
+ */
 export async function scrollThrough(page: Page): Promise<void> {
   const list = page.locator(NOTEBOOK_EDITOR).first().locator('.monaco-list').first();
   const box = await list.boundingBox();
   if (!box) return;
-  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
-  for (let i = 0; i < 20; i++) {
-    await page.mouse.wheel(0, 600);
-    await page.waitForTimeout(100);
+  // Over the cells' left gutter, not over a plot (a plot would take the wheel for itself).
+  await page.mouse.move(box.x + 12, box.y + box.height / 2);
+  await page.mouse.wheel(0, -200_000);
+  await page.waitForTimeout(200);
+  for (let i = 0; i < 50; i++) {
+    await page.mouse.wheel(0, 700);
+    await page.waitForTimeout(120);
   }
 }
 
@@ -95,13 +101,13 @@ export async function setColorTheme(page: Page, theme: string): Promise<void> {
 export async function bringIntoView(page: Page, target: import('playwright-core').Locator, viewportHeight: number): Promise<{ x: number; y: number; width: number; height: number }> {
   const list = page.locator(NOTEBOOK_EDITOR).first().locator('.monaco-list').first();
   const lbox = await list.boundingBox();
-  if (lbox) await page.mouse.move(lbox.x + lbox.width / 2, lbox.y + Math.min(lbox.height / 2, 400));
+  if (lbox) await page.mouse.move(lbox.x + 12, lbox.y + Math.min(lbox.height / 2, 400));
   for (let i = 0; i < 60; i++) {
     const box = await target.boundingBox({ timeout: 2000 }).catch(() => null);
     if (box && box.y > 120 && box.y + box.height < viewportHeight - 40) return box;
     // Above: scroll up; below or not rendered yet: scroll down.
     const delta = box ? Math.max(-1200, Math.min(1200, box.y - viewportHeight / 3)) : 600;
-    if (lbox) await page.mouse.move(lbox.x + lbox.width / 2, lbox.y + Math.min(lbox.height / 2, 400));
+    if (lbox) await page.mouse.move(lbox.x + 12, lbox.y + Math.min(lbox.height / 2, 400));
     await page.mouse.wheel(0, delta);
     await page.waitForTimeout(250);
   }

@@ -107,6 +107,9 @@ describe('int8 default model: ATD AUROC within 0.005 of fp32', { skip }, () => {
     const d = model.embedDim;
     for (const side of ['id', 'ood'] as const) {
       assert.deepEqual(int8[side].indices, fp32[side].indices);
+      const a = fp32[side].features;
+      const b = int8[side].features;
+      assert.ok(!Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength)), `${label} ${side}: int8 rows equal fp32 rows: the int8 graph did not run`);
       const cos = rowCosines(fp32[side].features, int8[side].features, d);
       const worst = Math.min(...cos);
       t.diagnostic(`${label} ${side}: ${cos.length} images, min int8/fp32 feature cosine ${worst.toFixed(5)}`);

@@ -117,7 +117,7 @@ export async function runUmap(ctx: RunContext, v: Values, name: string): Promise
   if (textVectors && textFeatures) {
     const c = classes.length;
     const at = (first: number) => Array.from({ length: c }, (_, j) => n + first + j);
-    for (const [label, first, colorIndex] of [['"yes" text', 0, 2], ['"no" text', c, 3]] as const) {
+    for (const [label, first, colorIndex] of [['"yes" text', 0, 2], ['"no" text', c, 4]] as const) {
       const idx = at(first);
       traces.push({
         type,
