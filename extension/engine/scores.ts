@@ -325,21 +325,34 @@ export function validateFeatureInput(input: FeatureInput, opts: FeatureScoreOpti
 }
 
 /** Features in, scores out: the products are computed chunk by chunk and scored as they come. */
-export function scoreFeatures(input: FeatureInput, opts: FeatureScoreOptions = {}): ImageScores {
-  validateFeatureInput(input, opts);
+/**
+ * The scale-s yes and no logits of the images (float32, row-major [rows, classes]), a chunk of
+ * rows at a time; the buffers are reused between calls of `fn`. Everything that must agree
+ * with the scores bit for bit (predictions, CTW decisions) reads its logits from here.
+ */
+export function forEachLogitChunk(
+  input: FeatureInput,
+  opts: Pick<FeatureScoreOptions, 'matmul' | 'chunkRows'> & { scale: number },
+  fn: (yes: Float32Array, no: Float32Array, firstRow: number, rows: number) => void,
+): void {
   const { image, n, dim, textYes, textNo, classes } = input;
-  const { scale } = resolve(opts);
   const matmul = opts.matmul ?? matmulTransposed;
   const chunk = Math.max(1, Math.min(n, opts.chunkRows ?? 256));
-  const out = createScores(n, classes, opts);
   const yes = new Float32Array(chunk * classes);
   const no = new Float32Array(chunk * classes);
   for (let r0 = 0; r0 < n; r0 += chunk) {
     const rows = Math.min(chunk, n - r0);
     const slab = image.subarray(r0 * dim, (r0 + rows) * dim);
-    matmul(slab, rows, textYes, classes, dim, scale, yes);
-    matmul(slab, rows, textNo, classes, dim, scale, no);
-    scoreRowsInto(out, yes, no, r0, rows, opts);
+    matmul(slab, rows, textYes, classes, dim, opts.scale, yes);
+    matmul(slab, rows, textNo, classes, dim, opts.scale, no);
+    fn(yes, no, r0, rows);
   }
+}
+
+export function scoreFeatures(input: FeatureInput, opts: FeatureScoreOptions = {}): ImageScores {
+  validateFeatureInput(input, opts);
+  const { scale } = resolve(opts);
+  const out = createScores(input.n, input.classes, opts);
+  forEachLogitChunk(input, { ...opts, scale }, (yes, no, r0, rows) => scoreRowsInto(out, yes, no, r0, rows, opts));
   return out;
 }

@@ -5,7 +5,7 @@
 // an image OOD when p_no > p_yes at the predicted class, i.e. s cos_no > s cos_yes (spec
 // "Inference"), so in the (cos yes, cos no) plane its boundary is the line cos_no = cos_yes.
 import type { FeatureMatrix } from '../prompts';
-import { matmulTransposed, validateFeatureInput, type FeatureInput, type FeatureScoreOptions } from '../scores';
+import { forEachLogitChunk, validateFeatureInput, type FeatureInput, type FeatureScoreOptions } from '../scores';
 import { firstComponents, pca, type Pca } from './pca';
 
 export class GeometryError extends Error {
@@ -108,9 +108,6 @@ export type ImageGeometryOptions = Pick<FeatureScoreOptions, 'scale' | 'matmul' 
 export function imageGeometry(input: FeatureInput, opts: ImageGeometryOptions = {}): ImageGeometry {
   validateFeatureInput(input, opts);
   const { image, n, dim, textYes, textNo, classes } = input;
-  const scale = opts.scale ?? 100;
-  const matmul = opts.matmul ?? matmulTransposed;
-  const chunk = Math.max(1, Math.min(n, opts.chunkRows ?? 256));
   const out: ImageGeometry = {
     n,
     predicted: new Int32Array(n),
@@ -118,13 +115,7 @@ export function imageGeometry(input: FeatureInput, opts: ImageGeometryOptions = 
     cosNo: new Float64Array(n),
     ctwIsOod: new Uint8Array(n),
   };
-  const logits = new Float32Array(chunk * classes);
-  const logitsNo = new Float32Array(chunk * classes);
-  for (let r0 = 0; r0 < n; r0 += chunk) {
-    const rows = Math.min(chunk, n - r0);
-    const slab = image.subarray(r0 * dim, (r0 + rows) * dim);
-    matmul(slab, rows, textYes, classes, dim, scale, logits);
-    matmul(slab, rows, textNo, classes, dim, scale, logitsNo);
+  forEachLogitChunk(input, { ...opts, scale: opts.scale ?? 100 }, (logits, logitsNo, r0, rows) => {
     for (let r = 0; r < rows; r++) {
       const o = r * classes;
       let best = 0;
@@ -135,7 +126,7 @@ export function imageGeometry(input: FeatureInput, opts: ImageGeometryOptions = 
       out.cosYes[row] = rowDot(image, row, textYes, best, dim);
       out.cosNo[row] = rowDot(image, row, textNo, best, dim);
     }
-  }
+  });
   return out;
 }
 
