@@ -21,7 +21,8 @@ async function handle(editor: vscode.NotebookEditor, msg: FromRenderer): Promise
   switch (msg.type) {
     case 'openImage': {
       if (!path.isAbsolute(msg.path)) throw new Error(`not an absolute image path: ${msg.path}`);
-      await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(msg.path), { preview: true, viewColumn: vscode.ViewColumn.Beside });
+      // Beside the notebook, keeping focus there: the researcher goes on clicking points.
+      await vscode.commands.executeCommand('vscode.open', vscode.Uri.file(msg.path), { preview: true, preserveFocus: true, viewColumn: vscode.ViewColumn.Beside });
       return;
     }
     case 'saveSelection': {

@@ -9,7 +9,7 @@ import { parseNotebook } from '../../extension/notebook/nbformat';
 import { MIME, unpackPayload, type ViewPayload } from '../../extension/protocol';
 import { REPORT_DONE_SELECTOR, REPORT_FIGURES_DRAWN, REPORT_STATE } from '../../extension/report/contract';
 import { installVsix, launchChromium, REPO_ROOT, scratchDir, startCodeServer } from '../integration/host';
-import { bringIntoView, command, drawnFigures, openNotebook, outputFrame, runAll, saveAndClose, scrollThrough, setColorTheme, waitForWorkbench } from './workbench';
+import { bringIntoView, command, drawnFigures, NOTEBOOK_EDITOR, openNotebook, outputFrame, runAll, saveAndClose, scrollThrough, setColorTheme, waitForWorkbench } from './workbench';
 
 const ARTIFACTS = process.env.CLIPN_ARTIFACTS ?? path.join(REPO_ROOT, 'test-artifacts');
 const NOTEBOOK = 'getting-started.clipnb';
@@ -137,10 +137,14 @@ async function main(): Promise<number> {
     await check('clicking a UMAP point opens the image in the editor', async () => {
       const box = await bringIntoView(page, umapPoint, VIEWPORT.height);
       await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
-      const tab = page.locator('.tabs-container .tab', { hasText: /\.jpg/ });
-      await tab.first().waitFor({ timeout: 15_000 });
-      const name = await tab.first().innerText();
-      await command(page, 'View: Close Editor');
+      const tab = page.locator('.tabs-container .tab', { hasText: /\.jpg/ }).first();
+      await tab.waitFor({ timeout: 15_000 });
+      const name = await tab.innerText();
+      // Close the image's own tab (it opened beside the notebook), whichever group has focus.
+      await tab.hover();
+      await tab.locator('.tab-actions .action-label').first().click({ timeout: 10_000 });
+      await tab.waitFor({ state: 'detached', timeout: 10_000 });
+      await page.locator(NOTEBOOK_EDITOR).first().waitFor({ state: 'visible', timeout: 10_000 });
       return `opened ${name.trim()}`;
     });
     await check('a lasso selection lists the images and saves them as CSV', async () => {
