@@ -10,7 +10,7 @@ import { SCORE_NAMES, type ScoreName } from '../../language/schema';
 import type { Block, FigureTrace, GalleryItem, ViewPayload } from '../../protocol';
 import { CellError, type RunContext } from '../state';
 import { embedNotes, embedSet, emptyView, fmtSeconds, labelsFor, useClasses, useDatasets, useModel, usePrompts, useTextFeatures, type Embedded } from './common';
-import { pointRows } from './points';
+import { pointLabel, pointRow } from './points';
 
 type Values = Record<string, unknown>;
 const WORST_K = 8;
@@ -19,10 +19,9 @@ async function gallery(ctx: RunContext, title: string, cases: readonly WorstCase
   const items: GalleryItem[] = [];
   for (const c of cases) {
     ctx.signal.throwIfAborted();
-    const e = bySet.get(c.set)!;
-    const row = pointRows([e])[c.row];
+    const row = pointRow(bySet.get(c.set)!, c.row);
     const predicted = classes[scores.get(c.set)!.predicted[c.row]];
-    items.push({ label: `${c.set}/${row.className ? `${row.className}/` : ''}${row.path.split(/[\\/]/).pop()}`, caption: `${label} ${c.score.toFixed(4)} · predicted ${predicted}`, path: row.path, thumb: await thumbnail(row.path) });
+    items.push({ label: pointLabel(row), caption: `${label} ${c.score.toFixed(4)} · predicted ${predicted}`, path: row.path, thumb: await thumbnail(row.path) });
   }
   return { type: 'gallery', title, items };
 }

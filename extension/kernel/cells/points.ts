@@ -14,14 +14,20 @@ export interface PointRow {
   path: string;
 }
 
+/** Row r of one embedded set. */
+export function pointRow(e: Embedded, r: number): PointRow {
+  const it = e.set.dataset.items[e.indices[r]];
+  return { set: e.set.name, role: e.set.role, className: it.className ?? '', path: path.resolve(it.path) };
+}
+
 /** One row per embedded image, in stacking order. */
 export function pointRows(list: readonly Embedded[]): PointRow[] {
-  return list.flatMap((e) =>
-    e.indices.map((itemIndex) => {
-      const it = e.set.dataset.items[itemIndex];
-      return { set: e.set.name, role: e.set.role, className: it.className ?? '', path: path.resolve(it.path) };
-    }),
-  );
+  return list.flatMap((e) => e.indices.map((_, r) => pointRow(e, r)));
+}
+
+/** How an image is named in hovers, selections and galleries: set/class/file. */
+export function pointLabel(r: PointRow): string {
+  return `${r.set}${r.className ? `/${r.className}` : ''}/${path.basename(r.path)}`;
 }
 
 /** FigureImages for the rows, with thumbnails and the scores as CSV columns. */
@@ -44,7 +50,7 @@ export async function figureImages(ctx: RunContext, rows: readonly PointRow[], s
   return {
     images: {
       paths: rows.map((r) => r.path),
-      labels: rows.map((r) => `${r.set}${r.className ? `/${r.className}` : ''}/${path.basename(r.path)}`),
+      labels: rows.map(pointLabel),
       thumbs: thumbs.data,
       thumbOffsets: thumbs.offsets,
       columns,
