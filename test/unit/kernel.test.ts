@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { KernelProcess, describeExit, type RunOutcome } from '../../extension/kernel-process';
 import { packView } from '../../extension/kernel/views';
-import { principalAxes } from '../../extension/kernel/cells/embed';
+import { principalAxes } from '../../extension/engine/analysis/pca';
 import { OUTPUT_BUDGET_BYTES, unpackPayload, type KernelSettings, type ViewPayload } from '../../extension/protocol';
 import { exportMicroModel } from './helpers/models';
 import { REPO_ROOT } from './helpers/python';

@@ -8,9 +8,6 @@ import { embedNotes, embedSet, emptyView, fmtSeconds, useDatasets, useModel, typ
 
 type Values = Record<string, unknown>;
 
-// Re-exported for callers that imported it from this cell before it moved to the engine.
-export { principalAxes };
-
 export async function runEmbed(ctx: RunContext, v: Values, name: string): Promise<ViewPayload> {
   const start = performance.now();
   const m = await useModel(ctx, v.model);
