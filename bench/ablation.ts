@@ -10,7 +10,8 @@
 // per variant, with the largest metric difference to ablateNoPool's rows.
 import * as path from 'node:path';
 import { ablateNoPool } from '../extension/engine/analysis/ablation';
-import type { AblationResult } from '../extension/engine/analysis/ablation';
+import type { AblationMemo, AblationResult } from '../extension/engine/analysis/ablation';
+import { VariantMemo } from '../extension/engine/analysis/variant-memo';
 import { ClipnModel, promptWeights } from '../extension/engine/encoder';
 import { computeMetrics } from '../extension/engine/metrics';
 import { classPrompts, defaultTemplates, ensembleByClass } from '../extension/engine/prompts';
@@ -63,7 +64,7 @@ function imageFeatures(yes: Float32Array, c: number, d: number, nId: number, nOo
 function printResult(what: string, r: AblationResult, wall: number, cpu: number): void {
   const s = r.seconds;
   console.log(`${what}: ${wall.toFixed(2)} s wall (CPU ${cpu.toFixed(2)} s) = text ${s.text.toFixed(2)} s (${r.counts.textPrompts} prompts, ${(r.counts.textPrompts / s.text).toFixed(0)}/s)` +
-    ` + setup ${s.setup.toFixed(2)} s + rows ${s.rows.toFixed(2)} s + greedy ${s.greedy.toFixed(2)} s (${r.counts.variantsScored} variants scored)`);
+    ` + setup ${s.setup.toFixed(2)} s + rows ${s.rows.toFixed(2)} s + greedy ${s.greedy.toFixed(2)} s (${r.counts.variantsScored} variants scored, ${r.counts.variantsFromMemo} from the memo)`);
   const best = r.greedy.best;
   console.log(`  full pool: CTW AUROC ${r.full.ctw.auroc.toFixed(4)}, ATD AUROC ${r.full.atd.auroc.toFixed(4)}, ATD FPR95 ${r.full.atd.fpr95.toFixed(4)}; ` +
     `greedy ${r.greedy.steps.length} steps (${r.greedy.stopped})${best ? `, best ${r.objective.score.toUpperCase()} ${r.objective.metric} ${r.greedy.steps[r.greedy.steps.length - 1].objective.toFixed(4)} with ${best.prompts.length} prompts` : ''}`);
@@ -94,7 +95,9 @@ async function main(): Promise<void> {
   await model.encodeTextsNo(templates.slice(0, 2), promptWeights.none());
   const yes = ensembleByClass(yesRaw.data, d, c, yesTemplates.length).data;
   const { id, ood } = imageFeatures(yes, c, d, nId, n - nId);
-  const common = { model, classes, yesTemplates, idFeatures: id, idN: nId, oodFeatures: ood, oodN: n - nId, greedySteps, textBatchSize };
+  // One memo for every run, as the kernel keeps one: the first runs fill it, the re-runs use it.
+  const memo: AblationMemo = new VariantMemo();
+  const common = { model, classes, yesTemplates, idFeatures: id, idN: nId, oodFeatures: ood, oodN: n - nId, greedySteps, textBatchSize, memo };
 
   const tpl = await timed(() => ablateNoPool({ ...common, pool: { kind: 'templates', templates } }));
   printResult(`${t}-template pool`, tpl.value, tpl.wall, tpl.cpu);

@@ -10,6 +10,8 @@ import { Definitions } from '../language/resolve';
 import type { CellKind, KernelSettings } from '../protocol';
 import * as fs from 'node:fs';
 import { EmbeddingCache } from '../engine/embedding-cache';
+import type { AblationMemo } from '../engine/analysis/ablation';
+import { VariantMemo } from '../engine/analysis/variant-memo';
 
 export interface ModelValue {
   folder: string;
@@ -53,6 +55,8 @@ export class KernelState {
   readonly defs = new Definitions<Value>();
   private readonly models = new Map<string, Promise<ModelValue>>();
   private readonly caches = new Map<string, EmbeddingCache>();
+  /** Ablation variants scored by earlier runs: an edited pool scores only what changed. */
+  readonly ablationMemo: AblationMemo = new VariantMemo();
 
   /** Loads (or reuses) a model for a folder with the given providers and threads. */
   model(folder: string, settings: KernelSettings, providers: string[], precision: ImagePrecision): Promise<ModelValue> {

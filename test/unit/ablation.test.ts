@@ -6,7 +6,8 @@
 import { strict as assert } from 'node:assert';
 import { after, before, describe, test } from 'node:test';
 import { ablateNoPool, AblationError } from '../../extension/engine/analysis/ablation';
-import type { AblationInput, AblationObjective, AblationResult, VariantMetrics } from '../../extension/engine/analysis/ablation';
+import type { AblationInput, AblationMemo, AblationObjective, AblationResult, VariantMetrics } from '../../extension/engine/analysis/ablation';
+import { VariantMemo } from '../../extension/engine/analysis/variant-memo';
 import { ClipnModel, promptWeights } from '../../extension/engine/encoder';
 import { computeMetrics, idAccuracy } from '../../extension/engine/metrics';
 import { classPrompts, ensembleByClass, handcraftedAblation, learnedPromptAblation, noFeaturesForMixes } from '../../extension/engine/prompts';
@@ -145,6 +146,33 @@ describe('no-pool ablation on the default model', { skip: !defaultModelPresent()
       assert.equal(r.greedy.steps.length, objective.score === 'atd' ? 2 : 1);
     });
   }
+
+  test('a memo across runs: a re-run scores nothing, an edited pool only the variants it changed, with the results of a run without memo', async () => {
+    const memo: AblationMemo = new VariantMemo();
+    const pool = [...POOL, 'there is no {} here.'];
+    const p = pool.length;
+    const results = (r: AblationResult) => ({ full: r.full, alone: r.alone, leaveOneOut: r.leaveOneOut, greedy: r.greedy });
+    const first = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: pool }, greedySteps: 2, memo });
+    assert.equal(first.counts.variantsFromMemo, 0);
+    const again = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: pool }, greedySteps: 2, memo });
+    assert.equal(again.counts.variantsScored, 0);
+    assert.equal(again.counts.variantsFromMemo, first.counts.variantsScored);
+    assert.deepStrictEqual(results(again), results(first));
+
+    const edited = pool.map((t, i) => (i === 2 ? 'a picture with no {} in it.' : t));
+    const withMemo = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: edited }, greedySteps: 2, memo });
+    const fresh = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: edited }, greedySteps: 2 });
+    assert.deepStrictEqual(results(withMemo), results(fresh));
+    // Unchanged: the other templates alone, and the pool without the edited one.
+    assert.ok(withMemo.counts.variantsFromMemo >= p, `${withMemo.counts.variantsFromMemo} variants from the memo, expected at least ${p}`);
+    assert.equal(withMemo.counts.variantsScored + withMemo.counts.variantsFromMemo, fresh.counts.variantsScored);
+    assert.equal(fresh.counts.variantsFromMemo, 0);
+
+    // Other images: nothing may come from the memo.
+    const other = images(yes, CLASSES.length, model.embedDim, 9);
+    const moved = await ablateNoPool({ ...base, idFeatures: other.id, oodFeatures: other.ood, pool: { kind: 'templates', templates: pool }, greedySteps: 2, memo });
+    assert.equal(moved.counts.variantsFromMemo, 0);
+  });
 
   test('greedy over the learned prompts: step 2 checked against its 15 candidates scored the slow way', async () => {
     const objective: AblationObjective = { score: 'atd', metric: 'auroc' };

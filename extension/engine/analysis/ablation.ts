@@ -32,13 +32,13 @@
 // always taken, later ones only when strictly better; it stops at greedySteps or an exhausted
 // pool. Each learned-prompt subset costs C x (yes templates) no-tower forwards: that dominates.
 import { OrtBackend } from '../backend';
-import type { GraphSession } from '../backend';
 import { promptWeights } from '../encoder';
 import type { ClipnModel, PromptMix } from '../encoder';
-import { computeMetrics, idAccuracy } from '../metrics';
-import { DataType, GraphBuilder } from '../onnx-graph';
+import { auroc, computeMetrics, fpr95Interpolated, idAccuracy } from '../metrics';
 import { checkTemplates, classPrompts, defaultTemplates, ensembleByClass, noFeaturesForMixes } from '../prompts';
-import { createScores, matmulTransposed } from '../scores';
+import { createScores } from '../scores';
+import { digest, VariantMemo } from './variant-memo';
+import { CHUNK_ELEMENTS, SCALE, VariantScorer } from './variant-scorer';
 
 export type AblationPool =
   /** The model's learned "no" prompts; `indices` picks the pool (default all). */
@@ -94,6 +94,11 @@ export interface AblationInput {
   backend?: OrtBackend;
   /** Elements per ATD graph intermediate, K variants x C x image rows (default 2^22): bounds memory. */
   chunkElements?: number;
+  /**
+   * Variants' metrics remembered across runs (a kernel keeps one): a variant whose features,
+   * images and yes side are unchanged is not scored again. Default none.
+   */
+  memo?: AblationMemo;
   signal?: AbortSignal;
   onProgress?: (p: AblationProgress) => void;
 }
@@ -112,7 +117,8 @@ export interface AblationResult {
   idAccuracy?: number;
   degenerate: { atd?: string };
   notes: string[];
-  counts: { textPrompts: number; variantsScored: number };
+  /** variantsScored: computed in this run; variantsFromMemo: taken from `memo`. */
+  counts: { textPrompts: number; variantsScored: number; variantsFromMemo: number };
   /** Wall seconds: all text encoding; yes logits + graph session; scoring the rows; greedy scoring; total. */
   seconds: { text: number; setup: number; rows: number; greedy: number; total: number };
 }
@@ -124,14 +130,11 @@ export class AblationError extends Error {
   }
 }
 
-/** CLIPN's inference scale (scores.ts's default). */
-const SCALE = 100;
 const DEFAULT_GREEDY_STEPS = 8;
-/** Variants per scoring batch, and elements per graph intermediate (K x C x image rows). */
+/** Variants per scoring batch. */
 const VARIANTS_PER_BATCH = 16;
-const CHUNK_ELEMENTS = 1 << 22;
-/** Bound on exp()'s argument in the graph: keeps [p sigmoid(d)] e^-d finite (error <= p e^-85). */
-const CLIP = 85;
+/** Largest table of running template sums kept (bytes). */
+const PREFIX_BYTES = 64 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Input checks: every message names the field.
@@ -234,12 +237,27 @@ async function templatePool(ctx: TextContext, pool: Extract<AblationPool, { kind
     const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
     for (let j = r * d; j < (r + 1) * d; j++) unit[j] = raw[j] * inv;
   }
+  // Running sums over pool positions 0..m-1 per class, in ensembleByClass's order: a subset that
+  // starts 0, 1, ..., m-1 (every leave-one-out after the first) continues from sum m, with the
+  // same additions in the same order, so half the work gives the same bits. Skipped when large.
+  const prefixes = (t + 1) * c * d * 8 <= PREFIX_BYTES ? new Float64Array((t + 1) * c * d) : undefined;
+  if (prefixes) {
+    for (let m = 1; m <= t; m++) {
+      for (let k = 0; k < c; k++) {
+        const [to, from, u] = [(m * c + k) * d, ((m - 1) * c + k) * d, (k * t + m - 1) * d];
+        for (let j = 0; j < d; j++) prefixes[to + j] = prefixes[from + j] + unit[u + j];
+      }
+    }
+  }
   const acc = new Float64Array(d);
   const ensemble = (subset: readonly number[]): Float32Array => {
     const out = new Float32Array(c * d);
+    let m = 0;
+    if (prefixes) while (m < subset.length && subset[m] === m) m++;
     for (let k = 0; k < c; k++) {
-      acc.fill(0);
-      for (const s of subset) for (let j = 0, b = (k * t + s) * d; j < d; j++) acc[j] += unit[b + j];
+      if (prefixes) acc.set(prefixes.subarray((m * c + k) * d, (m * c + k + 1) * d));
+      else acc.fill(0);
+      for (let q = prefixes ? m : 0; q < subset.length; q++) for (let j = 0, b = (k * t + subset[q]) * d; j < d; j++) acc[j] += unit[b + j];
       let norm = 0;
       for (let j = 0; j < d; j++) norm += acc[j] * acc[j];
       const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
@@ -274,129 +292,16 @@ function learnedPool(ctx: TextContext, indices: readonly number[]): PoolFeatures
 }
 
 // ---------------------------------------------------------------------------------------------
-// Scoring variants against the fixed images and yes side.
-
-/**
- * For K variants and a chunk of R images baked in (onnxruntime prepacks them once per session),
- * the sums over classes c != j* of p_c sigmoid(d_c) and of p_c sigmoid(-d_c): [2K, R]. The GEMM
- * is taken against Gno - G, which gives Lno - L = -d directly (as scoring-graph.ts).
- */
-function buildRestGraph(images: Float32Array, rows: number, dim: number, pRestT: Float32Array, classes: number): Uint8Array {
-  const g = new GraphBuilder('clipn_ablation_atd');
-  const x = g.floats(images, [rows, dim], 'images');
-  const negD = g.op1('Reshape', [g.op1('Gemm', ['no_minus_yes', x], { alpha: { float: SCALE }, transB: 1 }), g.int64s([-1, classes, rows])]);
-  // Not onnxruntime's Sigmoid: its absolute error (~1e-7) ruins small probabilities (scoring-graph.ts).
-  const e = g.op1('Exp', [g.op1('Clip', [negD, '', g.floats([CLIP], [], 'hi')])]);
-  const yes = g.op1('Div', [g.floats(pRestT, [1, classes, rows], 'p_rest'), g.op1('Add', [e, g.floats([1], [], 'one')])]);
-  const axes = g.int64s([1]);
-  g.op1('Concat', [yes, g.op1('Mul', [yes, e])].map((v) => g.op1('ReduceSum', [v, axes], { keepdims: 0 })), { axis: 0 }, 'sums');
-  const F = DataType.FLOAT;
-  return g.build([{ name: 'no_minus_yes', elemType: F, shape: ['kc', dim] }], [{ name: 'sums', elemType: F, shape: ['k2', rows] }]);
-}
-
-const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
-
-class VariantScorer {
-  scored = 0;
-  /** Per image: j* and L_j* as scores.ts forms them, and the softmax probability at j*. */
-  readonly predicted: Int32Array;
-  private readonly lyStar: Float32Array;
-  private readonly pStar: Float64Array;
-  /** Image chunks with their ATD graph sessions (the chunk's images and off-j* softmax baked in). */
-  private readonly chunks: Array<{ start: number; rows: number; session: Promise<GraphSession> }> = [];
-
-  constructor(private readonly x: Float32Array, private readonly n: number, private readonly d: number,
-    private readonly yes: Float32Array, private readonly c: number, backend: OrtBackend, private readonly chunkElements: number) {
-    this.predicted = new Int32Array(n);
-    this.lyStar = new Float32Array(n);
-    this.pStar = new Float64Array(n);
-    const rows = Math.max(1, Math.min(n, Math.floor(chunkElements / c)));
-    const l = new Float32Array(rows * c);
-    for (let start = 0; start < n; start += rows) {
-      const r = Math.min(rows, n - start);
-      matmulTransposed(x.subarray(start * d, (start + r) * d), r, yes, c, d, SCALE, l);
-      const pT = new Float32Array(c * r); // [C, R]: the layout of the graph's sums
-      for (let i = 0, o = 0; i < r; i++, o += c) {
-        let jStar = 0;
-        for (let j = 1; j < c; j++) if (l[o + j] > l[o + jStar]) jStar = j;
-        let z = 0;
-        for (let j = 0; j < c; j++) z += Math.exp(l[o + j] - l[o + jStar]);
-        for (let j = 0; j < c; j++) if (j !== jStar) pT[j * r + i] = Math.exp(l[o + j] - l[o + jStar]) / z;
-        [this.predicted[start + i], this.lyStar[start + i], this.pStar[start + i]] = [jStar, l[o + jStar], 1 / z];
-      }
-      const session = backend.sessionFromBuffer('ablation_atd', buildRestGraph(x.subarray(start * d, (start + r) * d), r, d, pT, c));
-      session.catch(() => undefined); // awaited (and its error thrown) in score()
-      this.chunks.push({ start, rows: r, session });
-    }
-  }
-
-  /** d* = L_j* - Lno_j*, both logits as scores.ts forms them; four variants share each image row. */
-  private margins(variants: readonly Float32Array[]): Float64Array[] {
-    const { x, n, d } = this;
-    const k = variants.length;
-    const out = variants.map(() => new Float64Array(n));
-    // Groups of four (the last padded with repeats), so four independent sums share each x load.
-    const groups = Array.from({ length: Math.ceil(k / 4) }, (_, q) => [0, 1, 2, 3].map((u) => variants[Math.min(4 * q + u, k - 1)]));
-    for (let i = 0; i < n; i++) {
-      const xo = i * d;
-      const go = this.predicted[i] * d;
-      const ly = this.lyStar[i];
-      for (let q = 0; q < groups.length; q++) {
-        const g = groups[q];
-        const g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
-        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        for (let t = 0; t < d; t++) {
-          const xv = x[xo + t];
-          s0 += xv * g0[go + t];
-          s1 += xv * g1[go + t];
-          s2 += xv * g2[go + t];
-          s3 += xv * g3[go + t];
-        }
-        const v = 4 * q;
-        out[v][i] = ly - Math.fround(SCALE * s0);
-        if (v + 1 < k) out[v + 1][i] = ly - Math.fround(SCALE * s1);
-        if (v + 2 < k) out[v + 2][i] = ly - Math.fround(SCALE * s2);
-        if (v + 3 < k) out[v + 3][i] = ly - Math.fround(SCALE * s3);
-      }
-    }
-    return out;
-  }
-
-  /** Per-image CTW (and ATD) scores for each variant's [C, D] no features. */
-  async score(variants: readonly Float32Array[], withAtd: boolean): Promise<Array<{ ctw: Float64Array; atd?: Float64Array }>> {
-    const { n, d, c } = this;
-    const k = variants.length;
-    this.scored += k;
-    const dStar = this.margins(variants);
-    if (!withAtd) return dStar.map((ds) => ({ ctw: ds.map(sigmoid) }));
-    const text = new Float32Array(k * c * d);
-    variants.forEach((g, v) => {
-      for (let j = 0; j < c * d; j++) text[v * c * d + j] = g[j] - this.yes[j];
-    });
-    const atd = variants.map(() => new Float64Array(n));
-    for (const { start, rows, session } of this.chunks) {
-      const per = Math.max(1, Math.floor(this.chunkElements / (c * rows)));
-      for (let v0 = 0; v0 < k; v0 += per) {
-        const m = Math.min(per, k - v0);
-        const { data } = await (await session).run({ no_minus_yes: { type: 'float32', data: text.subarray(v0 * c * d, (v0 + m) * c * d), dims: [m * c, d] } }, 'sums');
-        for (let v = 0; v < m; v++) {
-          const [a, ds] = [atd[v0 + v], dStar[v0 + v]];
-          for (let i = 0, row = start; i < rows; i++, row++) {
-            const yesSum = data[v * rows + i] + this.pStar[row] / (1 + Math.exp(-ds[row]));
-            a[row] = yesSum <= 0.5 ? yesSum : 1 - (data[(m + v) * rows + i] + this.pStar[row] / (1 + Math.exp(ds[row])));
-          }
-        }
-      }
-    }
-    return dStar.map((ds, v) => ({ ctw: ds.map(sigmoid), atd: atd[v] }));
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 
 function summary(scores: Float64Array, nId: number): ScoreMetrics {
   const m = computeMetrics(scores.subarray(0, nId), scores.subarray(nId));
   return { auroc: m.auroc, fpr95: m.fpr95.interpolated, auprIn: m.auprIn, auprOut: m.auprOut };
+}
+
+/** One of summary()'s metrics alone, by the same function (greedy candidates need no more). */
+function metricOf(scores: Float64Array, nId: number, metric: AblationObjective['metric']): number {
+  const [id, ood] = [scores.subarray(0, nId), scores.subarray(nId)];
+  return metric === 'auroc' ? auroc(id, ood) : fpr95Interpolated(id, ood);
 }
 
 function difference(a: VariantMetrics, b: VariantMetrics): VariantMetrics {
@@ -404,25 +309,56 @@ function difference(a: VariantMetrics, b: VariantMetrics): VariantMetrics {
   return { ctw: diff(a.ctw, b.ctw), atd: diff(a.atd, b.atd) };
 }
 
-/** Metrics of subsets of the pool, scored in batches and remembered per subset. */
+type Scores = { ctw: Float64Array; atd?: Float64Array };
+export type AblationMemo = VariantMemo<VariantMetrics | number>;
+
+/**
+ * Metrics of subsets of the pool, scored in batches, remembered per subset for this run and,
+ * with a memo, per variant features across runs (variant-memo.ts).
+ */
 class Evaluator {
   private readonly known = new Map<string, VariantMetrics>();
+  fromMemo = 0;
 
-  constructor(private readonly scorer: VariantScorer, private readonly pool: PoolFeatures, private readonly idN: number, private readonly signal?: AbortSignal) {}
+  constructor(private readonly scorer: VariantScorer, private readonly pool: PoolFeatures, private readonly idN: number,
+    private readonly memo: { memo: AblationMemo; context: string } | undefined, private readonly signal?: AbortSignal) {}
 
-  private async batches(todo: number[][], withAtd: boolean, each: (s: number[], scores: { ctw: Float64Array; atd?: Float64Array }) => void, progress?: (done: number, total: number) => void) {
+  /**
+   * Values for `todo` (distinct subsets): from the memo where the variant's features were scored
+   * before, else scored in batches. `tag` names what `value` computes from the scores.
+   */
+  private async run<T extends VariantMetrics | number>(todo: number[][], withAtd: boolean, tag: string,
+    value: (sc: Scores) => T, recall: (key: (tag: string) => string) => T | undefined, keep: (s: number[], v: T) => void,
+    progress?: (done: number, total: number) => void): Promise<void> {
     for (let b = 0; b < todo.length; b += VARIANTS_PER_BATCH) {
       this.signal?.throwIfAborted();
       const batch = todo.slice(b, b + VARIANTS_PER_BATCH);
-      const scores = await this.scorer.score(await this.pool.features(batch), withAtd);
-      batch.forEach((s, i) => each(s, scores[i]));
+      const features = await this.pool.features(batch);
+      const memo = this.memo;
+      const variantKeys = memo ? features.map((f) => digest(f)) : [];
+      const keyOf = (i: number) => (t: string) => `${memo!.context}|${t}|${variantKeys[i]}`;
+      const missing: number[] = [];
+      batch.forEach((s, i) => {
+        const hit = memo ? recall(keyOf(i)) : undefined;
+        if (hit === undefined) missing.push(i);
+        else (keep(s, hit), this.fromMemo++);
+      });
+      if (missing.length > 0) {
+        const scores = await this.scorer.score(missing.map((i) => features[i]), withAtd);
+        missing.forEach((i, m) => {
+          const v = value(scores[m]);
+          keep(batch[i], v);
+          memo?.memo.set(keyOf(i)(tag), v);
+        });
+      }
       progress?.(Math.min(b + VARIANTS_PER_BATCH, todo.length), todo.length);
     }
   }
 
   async metrics(subsets: readonly number[][], progress?: (done: number, total: number) => void): Promise<VariantMetrics[]> {
     const todo = unique(subsets.filter((s) => !this.known.has(key(s))));
-    await this.batches(todo, true, (s, sc) => this.known.set(key(s), { ctw: summary(sc.ctw, this.idN), atd: summary(sc.atd!, this.idN) }), progress);
+    await this.run<VariantMetrics>(todo, true, 'metrics', (sc) => ({ ctw: summary(sc.ctw, this.idN), atd: summary(sc.atd!, this.idN) }),
+      (k) => this.memo!.memo.get(k('metrics')) as VariantMetrics | undefined, (s, v) => this.known.set(key(s), v), progress);
     return subsets.map((s) => this.known.get(key(s))!);
   }
 
@@ -431,7 +367,13 @@ class Evaluator {
     const values = new Map<string, number>();
     for (const s of subsets) if (this.known.has(key(s))) values.set(key(s), this.known.get(key(s))![o.score][o.metric]);
     const todo = unique(subsets.filter((s) => !values.has(key(s))));
-    await this.batches(todo, o.score === 'atd', (s, sc) => values.set(key(s), summary(sc[o.score]!, this.idN)[o.metric]));
+    const tag = `${o.score}.${o.metric}`;
+    await this.run<number>(todo, o.score === 'atd', tag, (sc) => metricOf(sc[o.score]!, this.idN, o.metric),
+      (k) => {
+        const full = this.memo!.memo.get(k('metrics')) as VariantMetrics | undefined;
+        return full ? full[o.score][o.metric] : (this.memo!.memo.get(k(tag)) as number | undefined);
+      },
+      (s, v) => values.set(key(s), v));
     return subsets.map((s) => values.get(key(s))!);
   }
 }
@@ -479,7 +421,9 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
     const scorer = new VariantScorer(images, idN + oodN, d, yes, c, backend, chunkElements);
     const accuracy = input.idLabels ? idAccuracy(scorer.predicted.subarray(0, idN), input.idLabels) : undefined;
     if (accuracy !== undefined) notes.push(`ID accuracy ${(100 * accuracy).toFixed(2)}% for every variant: the predicted class comes from the yes side only`);
-    const evaluator = new Evaluator(scorer, pool, idN, input.signal);
+    // The ATD graph's backend is part of the context: another provider gives other float32 sums.
+    const memo = input.memo && { memo: input.memo, context: digest(images, yes, `idN ${idN} scale ${SCALE}`, `providers ${input.backend?.executionProviders.join() ?? 'cpu'}`) };
+    const evaluator = new Evaluator(scorer, pool, idN, memo, input.signal);
     const setup = (performance.now() - tSetup) / 1000;
     /** A phase's wall seconds without the text encoding inside it. */
     const phase = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
@@ -507,7 +451,7 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
       idAccuracy: accuracy,
       degenerate,
       notes,
-      counts: { textPrompts: ctx.spent.prompts, variantsScored: scorer.scored },
+      counts: { textPrompts: ctx.spent.prompts, variantsScored: scorer.scored, variantsFromMemo: evaluator.fromMemo },
       seconds: { text: ctx.spent.seconds, setup, rows, greedy: greedySeconds, total: (performance.now() - t0) / 1000 },
     };
   } finally {

@@ -87,6 +87,7 @@ export async function runAblation(ctx: RunContext, v: Values, name: string): Pro
     pool,
     objective: v.objective === undefined ? undefined : { score, metric },
     greedySteps: v.greedy as number | undefined,
+    memo: ctx.state.ablationMemo,
     signal: ctx.signal,
     onProgress: (p) => ctx.progress(`ablation: ${p.phase} ${p.done}/${p.total}`, p.done, p.total),
   }).catch((err: Error) => {
@@ -152,7 +153,7 @@ export async function runAblation(ctx: RunContext, v: Values, name: string): Pro
   }
   view.notes.push(
     ...result.notes,
-    `Text: ${result.counts.textPrompts} prompts encoded in ${fmtSeconds(result.seconds.text)}; ${result.counts.variantsScored} variants scored in ${fmtSeconds(result.seconds.rows + result.seconds.greedy)}; ${fmtSeconds((performance.now() - start) / 1000)} in all.`,
+    `Text: ${result.counts.textPrompts} prompts encoded in ${fmtSeconds(result.seconds.text)}; ${result.counts.variantsScored} variants scored in ${fmtSeconds(result.seconds.rows + result.seconds.greedy)}${result.counts.variantsFromMemo > 0 ? ` (${result.counts.variantsFromMemo} unchanged since an earlier run, not scored again)` : ''}; ${fmtSeconds((performance.now() - start) / 1000)} in all.`,
     ...embedNotes([idEmb, ...oodEmb]),
   );
   ctx.state.defs.define({ name, kind: 'ablation', cell: ctx.cellNumber, value: { full: result.full, best: result.greedy.best?.prompts } });
