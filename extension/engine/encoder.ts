@@ -12,6 +12,7 @@ import type { ClipnManifest, GraphName, LoadManifestOptions, ModelFolder } from 
 import type { ImageInput } from './preprocess';
 import { PreprocessPool, resolvePreprocessWorkers } from './preprocess-pool';
 import type { PreprocessPoolStats, PreprocessWorkersSetting } from './preprocess-pool';
+import { gatherIds, planTextBatches, tokenLengths } from './text-lengths';
 import { textKey, TextFeatureMemo } from './text-memo';
 import { ClipTokenizer } from './tokenizer';
 
@@ -170,8 +171,18 @@ interface GraphIO {
   output?: string;
 }
 
-function fmtDims(dims: ReadonlyArray<number | string>): string {
-  return `[${dims.join(', ')}]`;
+/** An expected input dim: a size, any batch, or a token axis of 1..upTo (variable-length text graphs). */
+type ExpectedDim = number | 'B' | { upTo: number };
+
+function fmtDims(dims: ReadonlyArray<ExpectedDim | string>): string {
+  return `[${dims.map((d) => (typeof d === 'object' ? `1..${d.upTo}` : d)).join(', ')}]`;
+}
+
+/** Whether a graph input dim (a size, or a name for a free axis) can hold what `want` expects. */
+function graphDimFits(got: number | string, want: ExpectedDim): boolean {
+  if (want === 'B') return true;
+  if (typeof want === 'object') return typeof got !== 'number'; // a fixed size cannot take every length
+  return typeof got !== 'number' || got === want;
 }
 
 export class ClipnModel {
@@ -223,6 +234,10 @@ export class ClipnModel {
   get contextLength(): number {
     return this.manifest.context_length;
   }
+  /** Whether the text graphs take input_ids of any length up to the context (then texts run at their own length). */
+  get variableTextLength(): boolean {
+    return this.manifest.text_sequence === 'variable';
+  }
   get imageSize(): number {
     return this.manifest.preprocess.size;
   }
@@ -236,8 +251,8 @@ export class ClipnModel {
   }
 
   /** The shape each input must have per the manifest ('B' = any batch). */
-  private expectedShapes(graph: GraphName): Array<Array<number | 'B'>> {
-    const c = this.contextLength;
+  private expectedShapes(graph: GraphName): ExpectedDim[][] {
+    const c: ExpectedDim = this.variableTextLength ? { upTo: this.contextLength } : this.contextLength;
     switch (graph) {
       case 'image':
       case 'image_fp16':
@@ -276,8 +291,7 @@ export class ClipnModel {
         throw new Error(`${graph} graph ${file}: has no input "${name}" (inputs: ${session.inputNames.join(', ')}); re-export the model`);
       }
       const want = shapes[i];
-      const fixedMismatch =
-        info.shape.length !== want.length || want.some((d, j) => d !== 'B' && typeof info.shape[j] === 'number' && info.shape[j] !== d);
+      const fixedMismatch = info.shape.length !== want.length || want.some((d, j) => !graphDimFits(info.shape[j], d));
       if (fixedMismatch) {
         throw new Error(
           `${graph} graph ${file}: input "${name}" has shape ${fmtDims(info.shape)} but ${path.basename(this.modelFolder.manifestPath)} ` +
@@ -293,8 +307,9 @@ export class ClipnModel {
     return (await this.session(graph)).providerReport;
   }
 
-  private checkDims(graph: GraphName, input: string, got: readonly number[], want: Array<number | 'B'>, length: number): void {
-    const ok = got.length === want.length && want.every((d, j) => (d === 'B' ? got[j] >= 1 : got[j] === d)) && got.reduce((a, b) => a * b, 1) === length;
+  private checkDims(graph: GraphName, input: string, got: readonly number[], want: ExpectedDim[], length: number): void {
+    const fits = (d: ExpectedDim, n: number) => (d === 'B' ? n >= 1 : typeof d === 'object' ? Number.isInteger(n) && n >= 1 && n <= d.upTo : n === d);
+    const ok = got.length === want.length && want.every((d, j) => fits(d, got[j])) && got.reduce((a, b) => a * b, 1) === length;
     if (!ok) {
       throw new Error(
         `${graph} graph: ${input} dims ${fmtDims(got)} (${length} values) do not match the expected ${fmtDims(want)} ` +
@@ -331,12 +346,12 @@ export class ClipnModel {
     return this.runGraph(imageGraphFor(precision), [{ type: 'float32', data: pixels, dims }]);
   }
 
-  /** input_ids [B, C] -> yes-tower features [B, D]. */
+  /** input_ids [B, C] (or [B, L], L <= C, when variableTextLength) -> yes-tower features [B, D]. */
   encodeTokenIds(ids: BigInt64Array, dims: readonly number[]): Promise<Embeddings> {
     return this.runGraph('text', [{ type: 'int64', data: ids, dims }]);
   }
 
-  /** input_ids [B, C], prompt_weights [B, P] -> no-tower features [B, D]. */
+  /** input_ids [B, C] (or [B, L] as encodeTokenIds), prompt_weights [B, P] -> no-tower features [B, D]. */
   encodeTokenIdsNo(ids: BigInt64Array, dims: readonly number[], weights: Float32Array, weightDims: readonly number[]): Promise<Embeddings> {
     return this.runGraph('text_no', [
       { type: 'int64', data: ids, dims },
@@ -410,13 +425,15 @@ export class ClipnModel {
 
   /**
    * Runs `encode` over the prompts the memo does not hold, in batches, with progress and
-   * cancellation; `key(i)` names prompt i's row, `encode(ids, rows)` encodes those prompt indices.
+   * cancellation; `key(i)` names prompt i's row, `encode(ids, rows, length)` encodes those
+   * prompt indices from ids [rows.length, length]. With variableTextLength each batch holds
+   * texts of one token length and runs at it (text-lengths.ts); else every batch runs at C.
    */
   private async batchedTexts(
     prompts: readonly string[],
     opts: EncodeTextsOptions,
     key: (i: number) => string,
-    encode: (ids: BigInt64Array, rows: readonly number[]) => Promise<Embeddings>,
+    encode: (ids: BigInt64Array, rows: readonly number[], length: number) => Promise<Embeddings>,
   ): Promise<Embeddings> {
     if (prompts.length === 0) throw new Error('encode texts: the prompt list is empty');
     opts.signal?.throwIfAborted();
@@ -434,16 +451,20 @@ export class ClipnModel {
     const start = performance.now();
     const fresh = new Map<string, Float32Array>();
     let last: Embeddings | undefined;
-    for (let b = 0; b < missing.length; b += batchSize) {
+    const c = this.contextLength;
+    const ids = this.tokenizer.tokenize(missing.map((i) => prompts[i]));
+    const lengths = this.variableTextLength ? tokenLengths(ids, c) : undefined;
+    let done = 0;
+    for (const batch of planTextBatches(missing.length, batchSize, c, lengths)) {
       opts.signal?.throwIfAborted();
-      const rows = missing.slice(b, b + batchSize);
-      last = await encode(this.tokenizer.tokenize(rows.map((i) => prompts[i])), rows);
+      const rows = batch.rows.map((r) => missing[r]);
+      last = await encode(gatherIds(ids, c, batch.rows, batch.length), rows, batch.length);
       rows.forEach((i, r) => {
         const v = last!.data.subarray(r * d, (r + 1) * d);
         fresh.set(keys[i], v);
         this.textMemo.set(keys[i], v);
       });
-      const done = b + rows.length;
+      done += rows.length;
       const seconds = (performance.now() - start) / 1000;
       opts.onProgress?.({ done, total: missing.length, itemsPerSecond: seconds > 0 ? done / seconds : 0 });
     }
@@ -455,8 +476,7 @@ export class ClipnModel {
 
   /** Yes-tower features of prompts (already filled-in texts) -> [N, D]. */
   encodeTexts(prompts: readonly string[], opts: EncodeTextsOptions = {}): Promise<Embeddings> {
-    const c = this.contextLength;
-    return this.batchedTexts(prompts, opts, (i) => textKey('yes', prompts[i]), (ids, rows) => this.encodeTokenIds(ids, [rows.length, c]));
+    return this.batchedTexts(prompts, opts, (i) => textKey('yes', prompts[i]), (ids, rows, length) => this.encodeTokenIds(ids, [rows.length, length]));
   }
 
   /**
@@ -465,13 +485,12 @@ export class ClipnModel {
    */
   encodeTextsNo(prompts: readonly string[], weights: PromptWeightsInput = promptWeights.mean(), opts: EncodeTextsOptions = {}): Promise<Embeddings> {
     const p = this.numPrompts;
-    const c = this.contextLength;
     const matrix = this.weightMatrix(weights, prompts.length);
     const row = (i: number) => matrix.subarray(i * p, (i + 1) * p);
-    return this.batchedTexts(prompts, opts, (i) => textKey('no', prompts[i], row(i)), (ids, rows) => {
+    return this.batchedTexts(prompts, opts, (i) => textKey('no', prompts[i], row(i)), (ids, rows, length) => {
       const w = new Float32Array(rows.length * p);
       rows.forEach((i, r) => w.set(row(i), r * p));
-      return this.encodeTokenIdsNo(ids, [rows.length, c], w, [rows.length, p]);
+      return this.encodeTokenIdsNo(ids, [rows.length, length], w, [rows.length, p]);
     });
   }
 

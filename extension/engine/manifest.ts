@@ -59,6 +59,11 @@ export interface ClipnManifest {
   graphs: { image: string; image_fp16?: string; image_int8?: string; text: string; text_no: string };
   /** Input names per graph and the output name; older folders may lack it (FORMAT.md names). */
   io?: { image: string[]; text: string[]; text_no: string[]; output: string };
+  /**
+   * 'variable': the text graphs take input_ids [B, L] for any 1 <= L <= context_length.
+   * 'context' or absent (folders exported before it existed): L must be context_length.
+   */
+  text_sequence?: 'variable' | 'context';
   prompts?: string;
   fixture?: string;
   /** The model's own prompt templates (each with `{}`), the default for this model. */
@@ -271,6 +276,7 @@ export function validateManifest(raw: Json, manifestPath: string): ClipnManifest
     };
   }
 
+  const textSequence = f.get(raw, 'text_sequence') === undefined ? undefined : f.oneOf(raw, 'text_sequence', ['variable', 'context'] as const);
   const templates = f.get(raw, 'templates') === undefined ? undefined : f.stringList(raw, 'templates');
   const files = f.object(raw, 'files');
   for (const [rel, digest] of Object.entries(files)) {
@@ -303,6 +309,7 @@ export function validateManifest(raw: Json, manifestPath: string): ClipnManifest
   const trained = f.get(raw, 'trained_logit_scale') === undefined ? undefined : f.posNumber(raw, 'trained_logit_scale');
   if (trained !== undefined) manifest.trained_logit_scale = trained;
   if (io) manifest.io = io;
+  if (textSequence) manifest.text_sequence = textSequence;
   const prompts = f.optString(raw, 'prompts');
   if (prompts !== undefined) manifest.prompts = prompts;
   const fixture = f.optString(raw, 'fixture');

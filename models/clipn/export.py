@@ -1,8 +1,9 @@
 """Export a CLIPN checkpoint to a model folder (see models/FORMAT.md).
 
 Three ONNX graphs with a dynamic batch axis and L2-normalised outputs (image encoder,
-text encoder, "no" text encoder taking prompt mixing weights), the learned prompts, the
-tokenizer merges, a parity fixture computed by PyTorch, and the manifest `clipn.json`.
+text encoder, "no" text encoder taking prompt mixing weights; the text graphs also take any
+token length up to the context), the learned prompts, the tokenizer merges, a parity
+fixture computed by PyTorch, and the manifest `clipn.json`.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import CheckpointError, load_clipn
@@ -48,22 +50,53 @@ class ImageEncoder(nn.Module):
         return self.model.encode_image(pixel_values, normalize=self.normalize)
 
 
-class TextEncoder(nn.Module):
-    def __init__(self, model: CLIPN):
+def last_block_at_eot(block: nn.Module, x: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
+    """A residual block whose output is needed only at each row's EOT: keys and values from
+    every position, the query, out-projection, ln_2 and MLP at that one row.
+
+    x [L, B, W] (sequence first, as Transformer), eot [B] -> [B, W]. The causal mask becomes
+    "keys after EOT are hidden"; the result equals block(x, causal_mask)[eot, arange(B)].
+    """
+    length, batch, width = x.shape
+    heads = block.attn.num_heads
+    head = width // heads
+    rows = torch.arange(batch)
+    y = block.ln_1(x)
+    wq, wk, wv = block.attn.in_proj_weight.chunk(3)
+    bq, bk, bv = block.attn.in_proj_bias.chunk(3)
+    q = F.linear(y[eot, rows], wq, bq).reshape(batch, heads, 1, head) * head**-0.5
+    k = F.linear(y, wk, bk).reshape(length, batch, heads, head).permute(1, 2, 3, 0)  # B, H, d, L
+    v = F.linear(y, wv, bv).reshape(length, batch, heads, head).permute(1, 2, 0, 3)  # B, H, L, d
+    scores = q @ k  # B, H, 1, L
+    after_eot = torch.arange(length).unsqueeze(0) > eot.unsqueeze(1)  # B, L
+    scores = scores.masked_fill(after_eot[:, None, None, :], float("-inf"))
+    attended = (scores.softmax(dim=-1) @ v).reshape(batch, width)
+    out = x[eot, rows] + block.attn.out_proj(attended)
+    return out + block.mlp(block.ln_2(out))
+
+
+class TextGraph(nn.Module):
+    """What the text graphs compute: model.encode_text / encode_text_no, rearranged for
+    inference only. input_ids [B, L] for any L <= context; the last block runs only at EOT,
+    as nothing else of it reaches the output (a quarter less work for a 3-layer tower)."""
+
+    def __init__(self, model: CLIPN, no: bool):
         super().__init__()
         self.model = model
+        self.no = no
 
-    def forward(self, input_ids):
-        return self.model.encode_text(input_ids)
-
-
-class TextNoEncoder(nn.Module):
-    def __init__(self, model: CLIPN):
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids, prompt_weights):
-        return self.model.encode_text_no(input_ids, prompt_weights)
+    def forward(self, input_ids, prompt_weights=None):
+        m = self.model
+        transformer, ln_final, projection = m.text_tower(self.no)
+        x = m.text_no_input(input_ids, prompt_weights) if self.no else m.text_input(input_ids)
+        length = input_ids.shape[1]
+        mask = m.attn_mask[:length, :length]
+        x = x.permute(1, 0, 2)
+        for block in transformer.resblocks[:-1]:
+            x = block(x, mask)
+        eot = input_ids.argmax(dim=-1)  # EOT has the largest id in CLIP's vocabulary
+        x = last_block_at_eot(transformer.resblocks[-1], x, eot)
+        return F.normalize(ln_final(x) @ projection, dim=-1)
 
 
 def sha256_file(path: Path) -> str:
@@ -76,6 +109,8 @@ def sha256_file(path: Path) -> str:
 
 def _export(module: nn.Module, inputs: tuple, names: list, path: Path) -> None:
     axes = {name: {0: "batch"} for name in names}
+    if "input_ids" in axes:
+        axes["input_ids"][1] = "sequence"  # any length up to the context (manifest: text_sequence)
     axes["embeds"] = {0: "batch"}
     extra = {}
     if "dynamo" in inspect.signature(torch.onnx.export).parameters:
@@ -135,13 +170,14 @@ def export_model(model: CLIPN, merges: Path, out: Path, name: str, fp16: bool = 
     if tokenizer.vocab_size != config.text.vocab_size:
         raise ValueError(f"{merges}: vocabulary of {tokenizer.vocab_size} tokens does not fit the model's {config.text.vocab_size}")
     merges_name = "bpe_simple_vocab.txt.gz" if merges.suffix == ".gz" else "bpe_simple_vocab.txt"
-    shutil.copyfile(merges, out / merges_name)
+    if not (out / merges_name).exists() or not (out / merges_name).samefile(merges):
+        shutil.copyfile(merges, out / merges_name)
     pixels, ids, weights = fixture_inputs(model, tokenizer)
     graphs = {"image": "image_encoder.onnx", "text": "text_encoder.onnx", "text_no": "text_no_encoder.onnx"}
     with torch.no_grad():
         _export(ImageEncoder(model), (pixels,), ["pixel_values"], out / graphs["image"])
-        _export(TextEncoder(model), (ids,), ["input_ids"], out / graphs["text"])
-        _export(TextNoEncoder(model), (ids, weights), ["input_ids", "prompt_weights"], out / graphs["text_no"])
+        _export(TextGraph(model, no=False), (ids,), ["input_ids"], out / graphs["text"])
+        _export(TextGraph(model, no=True), (ids, weights), ["input_ids", "prompt_weights"], out / graphs["text_no"])
     if fp16:
         graphs["image_fp16"] = "image_encoder.fp16.onnx"
         raw = out / "image_encoder.raw.onnx"
@@ -172,6 +208,8 @@ def export_model(model: CLIPN, merges: Path, out: Path, name: str, fp16: bool = 
         "tokenizer": {"type": "clip-bpe", "merges": merges_name},
         "graphs": graphs,
         "io": {"image": ["pixel_values"], "text": ["input_ids"], "text_no": ["input_ids", "prompt_weights"], "output": "embeds"},
+        # The text graphs take input_ids [B, L] for any 1 <= L <= context_length (FORMAT.md).
+        "text_sequence": "variable",
         "prompts": "prompt_no.npy",
         "fixture": "parity",
     }
@@ -187,20 +225,50 @@ def export_model(model: CLIPN, merges: Path, out: Path, name: str, fp16: bool = 
     return manifest
 
 
+# Manifest keys export_model writes itself; refresh_folder keeps every other key as it was.
+OWN_KEYS = {
+    "format", "format_version", "name", "architecture", "embed_dim", "context_length", "num_prompts", "logit_scale",
+    "trained_logit_scale", "preprocess", "tokenizer", "graphs", "io", "text_sequence", "prompts", "fixture", "templates", "files",
+}
+
+
+def refresh_folder(folder: Path) -> dict:
+    """Re-exports a model folder in place from the checkpoint its manifest names (no training):
+    same name, merges, preprocessing, templates, optional graphs and extra keys (quality,
+    recipe, ...); new graphs, fixture and hashes from this exporter."""
+    folder = Path(folder)
+    old = json.loads((folder / "clipn.json").read_text(encoding="utf-8"))
+    if "checkpoint" not in old:
+        raise ValueError(f"{folder / 'clipn.json'}: names no checkpoint to re-export from; export the checkpoint with --out")
+    model = load_clipn(folder / old["checkpoint"])
+    return export_model(
+        model, folder / old["tokenizer"]["merges"], folder, old["name"], fp16="image_fp16" in old["graphs"],
+        templates=old.get("templates"), preprocess=old["preprocess"], int8="image_int8" in old["graphs"],
+        extra={k: v for k, v in old.items() if k not in OWN_KEYS},
+    )
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="models/export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="CLIPN epoch_N.pt, or an open_clip CLIP checkpoint")
-    p.add_argument("--out", required=True, help="model folder to write")
-    p.add_argument("--merges", required=True, help="tokenizer merges (open_clip's bpe_simple_vocab_16e6.txt.gz)")
+    p.add_argument("checkpoint", nargs="?", help="CLIPN epoch_N.pt, or an open_clip CLIP checkpoint")
+    p.add_argument("--out", help="model folder to write")
+    p.add_argument("--merges", help="tokenizer merges (open_clip's bpe_simple_vocab_16e6.txt.gz)")
+    p.add_argument("--refresh", metavar="FOLDER", help="re-export FOLDER in place from the checkpoint its clipn.json names, keeping its settings")
     p.add_argument("--arch", help="architecture name; default: read from the checkpoint or inferred from its shapes")
     p.add_argument("--activation", choices=["gelu", "quick_gelu"], help="quick_gelu for OpenAI CLIP weights")
     p.add_argument("--name", help="model name in the manifest (default: the output folder name)")
     p.add_argument("--fp16", action="store_true", help="also write an fp16 image encoder")
     p.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantised image encoder")
     args = p.parse_args(argv)
+    if not args.refresh and not (args.checkpoint and args.out and args.merges):
+        p.error("give CHECKPOINT --out DIR --merges VOCAB, or --refresh FOLDER")
     try:
-        model = load_clipn(Path(args.checkpoint), args.arch, args.activation)
-        manifest = export_model(model, Path(args.merges), Path(args.out), args.name or Path(args.out).name, fp16=args.fp16, int8=args.int8)
+        if args.refresh:
+            args.out = args.refresh
+            manifest = refresh_folder(Path(args.refresh))
+        else:
+            model = load_clipn(Path(args.checkpoint), args.arch, args.activation)
+            manifest = export_model(model, Path(args.merges), Path(args.out), args.name or Path(args.out).name, fp16=args.fp16, int8=args.int8)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

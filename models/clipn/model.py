@@ -146,28 +146,50 @@ class CLIPN(nn.Module):
         features = self.visual(pixels)
         return F.normalize(features, dim=-1) if normalize else features
 
+    def text_tower(self, no: bool = False):
+        """(transformer, ln_final, projection) of the yes tower, or of the "no" tower."""
+        if no:
+            return self.transformer_no, self.ln_final_no, self.text_projection_no
+        return self.transformer, self.ln_final, self.text_projection
+
+    def text_input(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, L] ids -> [B, L, width] token + positional embeddings, for any L <= context."""
+        return self.token_embedding(tokens) + self.positional_embedding[: tokens.shape[1]]
+
+    def text_no_input(self, tokens: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """The "no" tower's input: its embeddings plus the mixed prompt offsets, cut to L."""
+        length = tokens.shape[1]
+        return self.token_embedding_no(tokens) + self.positional_embedding_no[:length] + self.prompt_offset(weights, length)
+
     def _encode(self, x, tokens, transformer, ln_final, projection) -> torch.Tensor:
-        x = transformer(x.permute(1, 0, 2), attn_mask=self.attn_mask).permute(1, 0, 2)
-        x = ln_final(x)
+        # The mask is causal, so positions after EOT never reach it: a text runs the same at
+        # its own length as padded to the context. LayerNorm is per token, so ln_final on the
+        # EOT row alone equals gathering after it, and skips the other rows.
+        length = tokens.shape[1]
+        x = transformer(x.permute(1, 0, 2), attn_mask=self.attn_mask[:length, :length]).permute(1, 0, 2)
         eot = tokens.argmax(dim=-1)  # EOT has the largest id in CLIP's vocabulary
-        return x[torch.arange(x.shape[0]), eot] @ projection
+        return ln_final(x[torch.arange(x.shape[0]), eot]) @ projection
 
     def encode_text(self, tokens: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        x = self.token_embedding(tokens) + self.positional_embedding
-        features = self._encode(x, tokens, self.transformer, self.ln_final, self.text_projection)
+        """[B, L] ids, any L <= context_length (zero padding after EOT may be cut off)."""
+        features = self._encode(self.text_input(tokens), tokens, *self.text_tower())
         return F.normalize(features, dim=-1) if normalize else features
 
-    def prompt_offset(self, weights: torch.Tensor) -> torch.Tensor:
-        """[B, P] mixing weights -> [B, context, width] offsets: sum_k w_k prompt_no[k]."""
+    def prompt_offset(self, weights: torch.Tensor, length: int | None = None) -> torch.Tensor:
+        """[B, P] mixing weights -> [B, length, width] offsets: sum_k w_k prompt_no[k, :length]."""
         p, c, w = self.prompt_no.shape
-        return (weights @ self.prompt_no.reshape(p, c * w)).reshape(-1, c, w)
+        # Mix at full context, then cut: in an exported graph the right operand stays a constant
+        # [P, C*W] matrix, which onnxruntime's CPU MatMul gives a row the same bits in any batch
+        # (a sliced, non-constant operand did not, breaking the text memo's premise).
+        offsets = (weights @ self.prompt_no.reshape(p, c * w)).reshape(-1, c, w)
+        return offsets if length is None else offsets[:, :length]
 
     def encode_text_no(self, tokens: torch.Tensor, weights: torch.Tensor | None = None, normalize: bool = True):
-        """The "no" tower. `weights` [B, P] mixes the learned prompts; None = their mean."""
+        """The "no" tower on [B, L] ids (L <= context). `weights` [B, P] mixes the learned prompts; None = their mean."""
         if weights is None:
             weights = mean_prompt_weights(tokens.shape[0], self.config.num_prompts, self.prompt_no.dtype)
-        x = self.token_embedding_no(tokens) + self.positional_embedding_no + self.prompt_offset(weights)
-        features = self._encode(x, tokens, self.transformer_no, self.ln_final_no, self.text_projection_no)
+        x = self.text_no_input(tokens, weights)
+        features = self._encode(x, tokens, *self.text_tower(no=True))
         return F.normalize(features, dim=-1) if normalize else features
 
     def freeze_all_but_no(self) -> None:

@@ -1,4 +1,4 @@
-"""Export: files, manifest, hashes, dynamic batch, normalised outputs, parity fixture."""
+"""Export: files, manifest, hashes, dynamic batch (and token) axes, normalised outputs, parity fixture."""
 import json
 
 import numpy as np
@@ -43,6 +43,10 @@ def test_graphs_have_a_dynamic_batch_axis(exported, graph, inputs):
     for value in list(model.graph.input) + list(model.graph.output):
         assert value.type.tensor_type.shape.dim[0].dim_param == "batch", value.name
         assert value.type.tensor_type.elem_type in (onnx.TensorProto.FLOAT, onnx.TensorProto.INT64)
+    for value in model.graph.input:  # text graphs: any token length up to the context
+        if value.name == "input_ids":
+            assert value.type.tensor_type.shape.dim[1].dim_param == "sequence"
+            assert manifest["text_sequence"] == "variable"
 
 
 def test_fixture_is_what_torch_computes_and_normalised(exported, micro_model, small_merges):

@@ -238,7 +238,9 @@ print(json.dumps({"files": files, "embeds": e.tolist()}))
       assert.match(err.message, /\[B, 3, 16, 16\]/);
       return true;
     });
-    await assert.rejects(model.encodeTokenIds(new BigInt64Array(10), [1, 10]), /text graph: input_ids dims \[1, 10\].*\[B, 16\]/);
+    // The micro model's text graphs take any token length 1..16 (text_sequence "variable"), not more.
+    await assert.rejects(model.encodeTokenIds(new BigInt64Array(17), [1, 17]), /text graph: input_ids dims \[1, 17\].*\[B, 1\.\.16\]/);
+    await assert.rejects(model.encodeTokenIds(new BigInt64Array(0), [1, 0]), /text graph: input_ids dims \[1, 0\].*\[B, 1\.\.16\]/);
     await assert.rejects(
       model.encodeTokenIdsNo(new BigInt64Array(16), [1, 16], new Float32Array(3), [1, 3]),
       /text_no graph: prompt_weights dims \[1, 3\].*\[B, 4\]/,
@@ -398,7 +400,7 @@ describe('model folder errors', () => {
     fs.writeFileSync(mpath, JSON.stringify(m));
     const model = await ClipnModel.load(copy, { backend: { executionProviders: ['cpu'] } });
     try {
-      await assert.rejects(model.encodeTexts(['x']), /text graph .*image_encoder\.onnx: input "pixel_values" has shape \[batch, 3, 16, 16\] but clipn\.json implies \[B, 16\]/);
+      await assert.rejects(model.encodeTexts(['x']), /text graph .*image_encoder\.onnx: input "pixel_values" has shape \[batch, 3, 16, 16\] but clipn\.json implies \[B, 1\.\.16\]/);
     } finally {
       await model.dispose();
     }
@@ -417,6 +419,16 @@ describe('bundled default model (when built)', () => {
       const w = fx('prompt_weights');
       const no = await model.encodeTokenIdsNo(ids.data as BigInt64Array, ids.shape, w.data as Float32Array, w.shape);
       for (const c of rowCosines(no.data, fx('text_no_embeds').data as Float32Array, model.embedDim)) assert.ok(c >= 0.9999);
+      const yes = await model.encodeTokenIds(ids.data as BigInt64Array, ids.shape);
+      for (const c of rowCosines(yes.data, fx('text_embeds').data as Float32Array, model.embedDim)) assert.ok(c >= 0.9999);
+      // Through the public API each fixture text runs at its own token length (text_sequence
+      // "variable"), and still matches PyTorch at full context.
+      assert.equal(model.manifest.text_sequence, 'variable');
+      const texts = (JSON.parse(fs.readFileSync(path.join(DEFAULT_MODEL_DIR, model.manifest.fixture ?? 'parity', 'tokens.json'), 'utf8')) as Array<{ text: string }>).map((t) => t.text);
+      const yesTexts = await model.encodeTexts(texts);
+      for (const c of rowCosines(yesTexts.data, fx('text_embeds').data as Float32Array, model.embedDim)) assert.ok(c >= 0.9999, `text cosine ${c}`);
+      const noTexts = await model.encodeTextsNo(texts, w.data as Float32Array);
+      for (const c of rowCosines(noTexts.data, fx('text_no_embeds').data as Float32Array, model.embedDim)) assert.ok(c >= 0.9999, `text_no cosine ${c}`);
     } finally {
       await model.dispose();
     }
