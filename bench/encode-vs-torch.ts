@@ -37,7 +37,7 @@ import { rowCosines } from '../extension/engine/vectors';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 const PYTHON = process.env.CLIPN_PYTHON ?? '/usr/bin/python3';
-const CACHE_VERSION = 'vitb16-random-seed0-int8-v1';
+const CACHE_VERSION = 'vitb16-random-seed0-int8-v2-cls-last-block';
 const TORCH_ENV = { OPENBLAS_CORETYPE: 'Haswell', OMP_WAIT_POLICY: 'PASSIVE' };
 
 const EXPORT_PY = `

@@ -41,21 +41,37 @@ FIXTURE_PROMPTS = [
 
 
 class ImageEncoder(nn.Module):
+    """What the image graphs compute: model.encode_image rearranged for inference only. The
+    feature is read at the class token, so the last block runs only there (keys and values
+    from every patch): 1/12 less work for ViT-B/16, a fifth for the 4-layer default model."""
+
     def __init__(self, model: CLIPN, normalize: bool = True):
         super().__init__()
         self.model = model
         self.normalize = normalize
 
     def forward(self, pixel_values):
-        return self.model.encode_image(pixel_values, normalize=self.normalize)
+        visual = self.model.visual
+        x = visual.conv1(pixel_values).flatten(2).transpose(1, 2)  # N, grid*grid, width
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+        x = visual.ln_pre(x).permute(1, 0, 2)
+        for block in visual.transformer.resblocks[:-1]:
+            x = block(x, None)
+        at = torch.zeros(x.shape[1], dtype=torch.long)
+        x = last_block_at(visual.transformer.resblocks[-1], x, at, causal=False)
+        features = visual.ln_post(x) @ visual.proj
+        return F.normalize(features, dim=-1) if self.normalize else features
 
 
-def last_block_at_eot(block: nn.Module, x: torch.Tensor, eot: torch.Tensor) -> torch.Tensor:
-    """A residual block whose output is needed only at each row's EOT: keys and values from
-    every position, the query, out-projection, ln_2 and MLP at that one row.
+def last_block_at(block: nn.Module, x: torch.Tensor, at: torch.Tensor, causal: bool) -> torch.Tensor:
+    """A residual block whose output is needed only at one row per sequence (EOT for text, the
+    class token for images): keys and values from every position, the query, out-projection,
+    ln_2 and MLP at that row.
 
-    x [L, B, W] (sequence first, as Transformer), eot [B] -> [B, W]. The causal mask becomes
-    "keys after EOT are hidden"; the result equals block(x, causal_mask)[eot, arange(B)].
+    x [L, B, W] (sequence first, as Transformer), at [B] -> [B, W]. With `causal`, keys after
+    `at` are hidden (the text towers' causal mask seen from that row); the result equals
+    block(x, mask)[at, arange(B)].
     """
     length, batch, width = x.shape
     heads = block.attn.num_heads
@@ -64,14 +80,15 @@ def last_block_at_eot(block: nn.Module, x: torch.Tensor, eot: torch.Tensor) -> t
     y = block.ln_1(x)
     wq, wk, wv = block.attn.in_proj_weight.chunk(3)
     bq, bk, bv = block.attn.in_proj_bias.chunk(3)
-    q = F.linear(y[eot, rows], wq, bq).reshape(batch, heads, 1, head) * head**-0.5
+    q = F.linear(y[at, rows], wq, bq).reshape(batch, heads, 1, head) * head**-0.5
     k = F.linear(y, wk, bk).reshape(length, batch, heads, head).permute(1, 2, 3, 0)  # B, H, d, L
     v = F.linear(y, wv, bv).reshape(length, batch, heads, head).permute(1, 2, 0, 3)  # B, H, L, d
     scores = q @ k  # B, H, 1, L
-    after_eot = torch.arange(length).unsqueeze(0) > eot.unsqueeze(1)  # B, L
-    scores = scores.masked_fill(after_eot[:, None, None, :], float("-inf"))
+    if causal:
+        hidden = torch.arange(length).unsqueeze(0) > at.unsqueeze(1)  # B, L
+        scores = scores.masked_fill(hidden[:, None, None, :], float("-inf"))
     attended = (scores.softmax(dim=-1) @ v).reshape(batch, width)
-    out = x[eot, rows] + block.attn.out_proj(attended)
+    out = x[at, rows] + block.attn.out_proj(attended)
     return out + block.mlp(block.ln_2(out))
 
 
@@ -95,7 +112,7 @@ class TextGraph(nn.Module):
         for block in transformer.resblocks[:-1]:
             x = block(x, mask)
         eot = input_ids.argmax(dim=-1)  # EOT has the largest id in CLIP's vocabulary
-        x = last_block_at_eot(transformer.resblocks[-1], x, eot)
+        x = last_block_at(transformer.resblocks[-1], x, eot, causal=True)
         return F.normalize(ln_final(x) @ projection, dim=-1)
 
 

@@ -6,7 +6,7 @@ import onnx
 import pytest
 import torch
 
-from clipn.export import export_model, sha256_file
+from clipn.export import ImageEncoder, export_model, sha256_file
 from clipn.tokenizer import ClipTokenizer
 
 
@@ -87,3 +87,23 @@ def test_prompt_weights_mix_the_learned_prompts(exported, micro_model):
 def test_export_rejects_a_vocabulary_that_does_not_fit(tmp_path, micro_model, real_merges):
     with pytest.raises(ValueError, match="does not fit"):
         export_model(micro_model, real_merges, tmp_path, "x")
+
+
+def test_the_image_graph_module_equals_encode_image(micro_model):
+    """The exported image module runs the last block at the class token only; it must give
+    model.encode_image's features (float32 rounding: max abs <= 1e-6 on unit-norm rows, and
+    the unnormalised ones to 1e-5 relative)."""
+    size = micro_model.config.vision.image_size
+    pixels = torch.randn(5, 3, size, size, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        want = micro_model.encode_image(pixels)
+        got = ImageEncoder(micro_model)(pixels)
+        raw_want = micro_model.encode_image(pixels, normalize=False)
+        raw_got = ImageEncoder(micro_model, normalize=False)(pixels)
+    assert (got - want).abs().max().item() <= 1e-6
+    assert ((raw_got - raw_want).abs().max() / raw_want.abs().max()).item() <= 1e-5
+    # Not vacuous: the features depend on patches other than the class token's.
+    with torch.no_grad():
+        moved = pixels.clone()
+        moved[:, :, -2:, -2:] += 1.0
+        assert (ImageEncoder(micro_model)(moved) - got).abs().max().item() > 1e-4
