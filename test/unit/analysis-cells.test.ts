@@ -200,6 +200,13 @@ test('ablation: a hand-written pool from its prompts cell; one template has no l
     const v = await k.run('ablation:\n  ood: [ood]\n  prompts: hand\n  greedy: 0\n');
     assert.match(v.title, /3 hand-written templates/);
     assert.deepEqual(tables(v)[1].rows.map((r) => r[0]), ['a photo of no {}.', 'not a {}.', 'no {} here.']);
+    // The kernel remembers scored variants: with the third template edited, the first two alone
+    // and the pool without the third are the same variants, taken as they were, not re-scored.
+    const edited = await k.run('ablation:\n  ood: [ood]\n  prompts: hand\n  pool: ["a photo of no {}.", "not a {}.", "nothing like a {} here."]\n  greedy: 0\n');
+    const reused = edited.notes.map((n) => /(\d+) unchanged since an earlier run/.exec(n)).find(Boolean);
+    assert.equal(reused?.[1], '3', edited.notes.join('\n'));
+    assert.deepEqual(tables(edited)[1].rows.slice(0, 2), tables(v)[1].rows.slice(0, 2));
+    assert.notDeepEqual(tables(edited)[1].rows[2].slice(1), tables(v)[1].rows[2].slice(1), 'the edited template alone is scored anew');
     const one = await k.run('ablation:\n  ood: [ood]\n  pool: ["a photo of no {}."]\n  greedy: 0\n');
     assert.equal(tables(one).length, 2, 'full pool and alone; no leave-one-out table');
     await k.run('classes:\n  name: single\n  names: [circle]\n');
