@@ -1,7 +1,8 @@
 // `ablation:` — which prompts of a "no" pool matter: each alone, the pool without each
 // (leave-one-out), and a greedy forward selection, with CTW and ATD metrics against the full
-// pool. Image embeddings come from the cache; only text features are computed, so an edited
-// pool re-runs in about a second. The best subset found is offered as a prompts cell.
+// pool. Image embeddings come from the cache; only text features are computed, and an edited
+// pool re-scores only the variants it changed (the kernel remembers the rest). The best subset
+// found is offered as a prompts cell.
 import { ablateNoPool, type AblationObjective, type AblationPool, type AblationResult, type AblationRow, type ScoreMetrics } from '../../engine/analysis/ablation';
 import type { PromptMix } from '../../engine/encoder';
 import type { FigureTrace, TableCell, ViewPayload } from '../../protocol';
