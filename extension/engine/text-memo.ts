@@ -1,5 +1,5 @@
 // Text features are cheap but not free: a 128-template "no" pool over 100 classes is 12,800
-// texts, about 4 s on two cores for the tiny model. A kernel keeps its models between cells,
+// texts, about 2-3 s on two cores for the tiny model. A kernel keeps its models between cells,
 // so each model remembers the rows it encoded (keyed by tower, text and prompt weights) and an
 // edited pool re-encodes only the texts that changed. On CPU onnxruntime gives a row the same
 // bits whatever batch it ran in (checked in the tests), so a remembered row is the row a fresh

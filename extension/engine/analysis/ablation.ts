@@ -31,12 +31,16 @@
 // for learned prompts) and keeps the best objective, the first pool position on ties. Step 1 is
 // always taken, later ones only when strictly better; it stops at greedySteps or an exhausted
 // pool. Each learned-prompt subset costs C x (yes templates) no-tower forwards: that dominates.
+//
+// Pieces: ablation-pools.ts builds variants' features, variant-scorer.ts scores them,
+// variant-memo.ts remembers their metrics across runs (input.memo; a kernel keeps one).
 import { OrtBackend } from '../backend';
-import { promptWeights } from '../encoder';
 import type { ClipnModel, PromptMix } from '../encoder';
 import { auroc, computeMetrics, fpr95Interpolated, idAccuracy } from '../metrics';
-import { checkTemplates, classPrompts, defaultTemplates, ensembleByClass, noFeaturesForMixes } from '../prompts';
+import { checkTemplates, classPrompts, defaultTemplates, ensembleByClass } from '../prompts';
 import { createScores } from '../scores';
+import { encoded, key, learnedPool, templatePool, unique, VARIANTS_PER_BATCH } from './ablation-pools';
+import type { PoolFeatures, TextContext } from './ablation-pools';
 import { digest, VariantMemo } from './variant-memo';
 import { CHUNK_ELEMENTS, SCALE, VariantScorer } from './variant-scorer';
 
@@ -131,10 +135,6 @@ export class AblationError extends Error {
 }
 
 const DEFAULT_GREEDY_STEPS = 8;
-/** Variants per scoring batch. */
-const VARIANTS_PER_BATCH = 16;
-/** Largest table of running template sums kept (bytes). */
-const PREFIX_BYTES = 64 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Input checks: every message names the field.
@@ -193,102 +193,6 @@ function validate(input: AblationInput) {
   const chunkElements = input.chunkElements ?? CHUNK_ELEMENTS;
   if (!Number.isInteger(chunkElements) || chunkElements < 1) throw new AblationError(`chunkElements must be a positive integer (got ${chunkElements})`);
   return { yesTemplates, positions, objective, maxSteps, batchSize, chunkElements };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Pool features: the [C, D] no features of subsets of pool positions.
-
-interface PoolFeatures {
-  labels: string[];
-  features(subsets: readonly number[][]): Promise<Float32Array[]>;
-}
-
-interface TextContext {
-  model: ClipnModel;
-  classes: readonly string[];
-  yesTemplates: readonly string[];
-  batchSize: number;
-  signal?: AbortSignal;
-  onProgress?: (p: AblationProgress) => void;
-  spent: { seconds: number; prompts: number };
-}
-
-const key = (subset: readonly number[]) => subset.join();
-const unique = (subsets: readonly number[][]) => [...new Map(subsets.map((s) => [key(s), s])).values()];
-
-async function encoded<T>(ctx: TextContext, prompts: number, f: (opts: { batchSize: number; signal?: AbortSignal; onProgress: (p: { done: number; total: number }) => void }) => Promise<T>): Promise<T> {
-  const t0 = performance.now();
-  const out = await f({ batchSize: ctx.batchSize, signal: ctx.signal, onProgress: ({ done, total }) => ctx.onProgress?.({ phase: 'text', done, total }) });
-  ctx.spent.seconds += (performance.now() - t0) / 1000;
-  ctx.spent.prompts += prompts;
-  return out;
-}
-
-/** The pool encoded once; subsets summed from float64 unit rows in ensembleByClass's order. */
-async function templatePool(ctx: TextContext, pool: Extract<AblationPool, { kind: 'templates' }>): Promise<PoolFeatures> {
-  const { model, classes } = ctx;
-  const [t, c, d] = [pool.templates.length, classes.length, model.embedDim];
-  const prompts = classPrompts(classes, pool.templates);
-  const raw = (await encoded(ctx, prompts.length, (o) => (pool.tower === 'yes' ? model.encodeTexts(prompts, o) : model.encodeTextsNo(prompts, pool.mix ?? promptWeights.none(), o)))).data;
-  const unit = new Float64Array(c * t * d);
-  for (let r = 0; r < c * t; r++) {
-    let norm = 0;
-    for (let j = r * d; j < (r + 1) * d; j++) norm += raw[j] * raw[j];
-    const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
-    for (let j = r * d; j < (r + 1) * d; j++) unit[j] = raw[j] * inv;
-  }
-  // Running sums over pool positions 0..m-1 per class, in ensembleByClass's order: a subset that
-  // starts 0, 1, ..., m-1 (every leave-one-out after the first) continues from sum m, with the
-  // same additions in the same order, so half the work gives the same bits. Skipped when large.
-  const prefixes = (t + 1) * c * d * 8 <= PREFIX_BYTES ? new Float64Array((t + 1) * c * d) : undefined;
-  if (prefixes) {
-    for (let m = 1; m <= t; m++) {
-      for (let k = 0; k < c; k++) {
-        const [to, from, u] = [(m * c + k) * d, ((m - 1) * c + k) * d, (k * t + m - 1) * d];
-        for (let j = 0; j < d; j++) prefixes[to + j] = prefixes[from + j] + unit[u + j];
-      }
-    }
-  }
-  const acc = new Float64Array(d);
-  const ensemble = (subset: readonly number[]): Float32Array => {
-    const out = new Float32Array(c * d);
-    let m = 0;
-    if (prefixes) while (m < subset.length && subset[m] === m) m++;
-    for (let k = 0; k < c; k++) {
-      if (prefixes) acc.set(prefixes.subarray((m * c + k) * d, (m * c + k + 1) * d));
-      else acc.fill(0);
-      for (let q = prefixes ? m : 0; q < subset.length; q++) for (let j = 0, b = (k * t + subset[q]) * d; j < d; j++) acc[j] += unit[b + j];
-      let norm = 0;
-      for (let j = 0; j < d; j++) norm += acc[j] * acc[j];
-      const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
-      for (let j = 0; j < d; j++) out[k * d + j] = acc[j] * inv;
-    }
-    return out;
-  };
-  return { labels: [...pool.templates], features: async (subsets) => subsets.map(ensemble) };
-}
-
-/**
- * Learned-prompt subsets: one no-tower pass per call for the subsets not held. The last few are
- * held (a greedy step's chosen subset is scored again); metrics are remembered by the Evaluator.
- */
-function learnedPool(ctx: TextContext, indices: readonly number[]): PoolFeatures {
-  const seen = new Map<string, Float32Array>();
-  return {
-    labels: indices.map((i) => `learned #${i}`),
-    features: async (subsets) => {
-      const missing = unique(subsets.filter((s) => !seen.has(key(s))));
-      if (missing.length > 0) {
-        const mixes = missing.map((s) => promptWeights.subset(s.map((p) => indices[p])));
-        const n = missing.length * ctx.classes.length * ctx.yesTemplates.length;
-        const feats = await encoded(ctx, n, (o) => noFeaturesForMixes(ctx.model, ctx.classes, mixes, { ...o, templates: ctx.yesTemplates }));
-        missing.forEach((s, m) => seen.set(key(s), feats[m].data));
-      }
-      const out = subsets.map((s) => seen.get(key(s))!);
-      for (const k of seen.keys()) if (seen.size > 2 * VARIANTS_PER_BATCH) seen.delete(k);
-      return out;
-    },
-  };
 }
 
 // ---------------------------------------------------------------------------------------------
