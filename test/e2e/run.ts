@@ -167,9 +167,12 @@ async function main(): Promise<number> {
       await input.waitFor({ state: 'visible', timeout: 10_000 });
       await page.keyboard.press('Enter');
       const csv = path.join(workspace, 'selection.csv');
+      // VS Code may create the file before writing it: wait for the content, not the name.
+      const read = () => (fs.existsSync(csv) ? fs.readFileSync(csv, 'utf8').trim().split('\n') : []);
       const deadline = Date.now() + 10_000;
-      while (!fs.existsSync(csv) && Date.now() < deadline) await page.waitForTimeout(200);
-      const lines = fs.readFileSync(csv, 'utf8').trim().split('\n');
+      while (read().length < selected + 1 && Date.now() < deadline) await page.waitForTimeout(200);
+      const lines = read();
+      if (lines.length === 0) throw new Error('selection.csv was not written');
       if (!lines[0].startsWith('path,label,set,role,class') || lines.length !== selected + 1) throw new Error(`selection.csv: ${lines.length - 1} rows for ${selected} selected; header ${lines[0]}`);
       return `${selected} images selected; selection.csv has ${lines.length - 1} rows`;
     });
