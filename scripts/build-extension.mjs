@@ -2,12 +2,13 @@
 //   main.js                          the extension host entry (package.json "main"), `vscode` external
 //   kernel/main.js                   the kernel child process the controller forks
 //   kernel/preprocess-worker.js      its image-decoding worker thread
+//   kernel/ablation-worker.js        the ablation's scoring worker thread
 //   cli/clipn.js                     the `clipn` command line
-//   cli/preprocess-worker.js         the same worker, beside the CLI bundle
+//   cli/preprocess-worker.js, cli/ablation-worker.js   the same workers, beside the CLI bundle
 // The layout mirrors out/extension/ on purpose: modules that find files from __dirname keep
 // working unchanged in both (controller: `kernel/main.js` beside it; report/writer.ts:
-// PACKAGE_ROOT three levels above cli/ and kernel/; preprocess-pool: the worker beside the
-// bundle that contains the pool).
+// PACKAGE_ROOT three levels above cli/ and kernel/; preprocess-pool and variant-scorer: their
+// workers beside the bundle that contains them).
 //
 // onnxruntime-node and sharp stay external: native modules, loaded from node_modules (the vsix
 // ships them per platform, see scripts/package.sh). Everything else (yaml, umap-js and its ml-*
@@ -27,14 +28,17 @@ const outdir = join(root, 'dist', 'extension');
 const metaFile = join(root, 'build', 'esbuild-extension-meta.json');
 
 const worker = 'extension/engine/preprocess-worker.ts';
+const ablationWorker = 'extension/engine/analysis/ablation-worker.ts';
 const result = await build({
   absWorkingDir: root,
   entryPoints: [
     { in: 'extension/main.ts', out: 'main' },
     { in: 'extension/kernel/main.ts', out: 'kernel/main' },
     { in: worker, out: 'kernel/preprocess-worker' },
+    { in: ablationWorker, out: 'kernel/ablation-worker' },
     { in: 'extension/cli/clipn.ts', out: 'cli/clipn' },
     { in: worker, out: 'cli/preprocess-worker' },
+    { in: ablationWorker, out: 'cli/ablation-worker' },
   ],
   outdir,
   bundle: true,

@@ -8,6 +8,8 @@ import { after, before, describe, test } from 'node:test';
 import { ablateNoPool, AblationError } from '../../extension/engine/analysis/ablation';
 import type { AblationInput, AblationMemo, AblationObjective, AblationResult, VariantMetrics } from '../../extension/engine/analysis/ablation';
 import { VariantMemo } from '../../extension/engine/analysis/variant-memo';
+import { CHUNK_ELEMENTS, VariantScorer } from '../../extension/engine/analysis/variant-scorer';
+import { OrtBackend } from '../../extension/engine/backend';
 import { ClipnModel, promptWeights } from '../../extension/engine/encoder';
 import { computeMetrics, idAccuracy } from '../../extension/engine/metrics';
 import { classPrompts, ensembleByClass, handcraftedAblation, learnedPromptAblation, noFeaturesForMixes } from '../../extension/engine/prompts';
@@ -233,6 +235,22 @@ print(json.dumps(out))
     assertMetricsEqual(r.full, slow(h.all.data, 1, one), 'full');
     assertMetricsEqual(r.alone[1].metrics, slow(h.alone[1].data, 1, one), 'alone 1');
     assert.equal(r.greedy.steps.length, 1);
+  });
+
+  test('a scoring worker that cannot start fails the scoring with an error naming it, not a hang', async () => {
+    const d = model.embedDim;
+    const image = new Float32Array((N_ID + N_OOD) * d);
+    image.set(data.id);
+    image.set(data.ood, N_ID * d);
+    const backend = new OrtBackend({ executionProviders: ['cpu'] });
+    const scorer = new VariantScorer(image, N_ID + N_OOD, d, yes, CLASSES.length, N_ID, backend, CHUNK_ELEMENTS, '/nonexistent/ablation-worker.js');
+    try {
+      const scored = scorer.score([yes], true, { kind: 'metrics' }).then((r) => r.values);
+      await assert.rejects(scored, /ablation scoring worker \(\/nonexistent\/ablation-worker\.js\) stopped/);
+    } finally {
+      await scorer.close();
+      await backend.dispose();
+    }
   });
 
   test('bad inputs are errors naming the field', async () => {

@@ -34,15 +34,18 @@
 //
 // Pieces: ablation-pools.ts builds variants' features, variant-scorer.ts scores them,
 // variant-memo.ts remembers their metrics across runs (input.memo; a kernel keeps one).
+import * as os from 'node:os';
 import { OrtBackend } from '../backend';
 import type { ClipnModel, PromptMix } from '../encoder';
-import { auroc, computeMetrics, fpr95Interpolated, idAccuracy } from '../metrics';
+import { idAccuracy } from '../metrics';
 import { checkTemplates, classPrompts, defaultTemplates, ensembleByClass } from '../prompts';
 import { createScores } from '../scores';
 import { encoded, key, learnedPool, templatePool, unique, VARIANTS_PER_BATCH } from './ablation-pools';
 import type { PoolFeatures, TextContext } from './ablation-pools';
 import { digest, VariantMemo } from './variant-memo';
-import { CHUNK_ELEMENTS, SCALE, VariantScorer } from './variant-scorer';
+import { SCALE } from './variant-math';
+import type { ScoreMetrics, VariantMetrics, Want } from './variant-math';
+import { CHUNK_ELEMENTS, VariantScorer } from './variant-scorer';
 
 export type AblationPool =
   /** The model's learned "no" prompts; `indices` picks the pool (default all). */
@@ -52,9 +55,8 @@ export type AblationPool =
 
 /** AUROC is maximised, FPR95 minimised. */
 export interface AblationObjective { score: 'ctw' | 'atd'; metric: 'auroc' | 'fpr95' }
-/** fpr95: CLIPN's, on the linearly interpolated ROC curve. */
-export interface ScoreMetrics { auroc: number; fpr95: number; auprIn: number; auprOut: number }
-export interface VariantMetrics { ctw: ScoreMetrics; atd: ScoreMetrics }
+/** ScoreMetrics.fpr95 is CLIPN's, on the linearly interpolated ROC curve. */
+export type { ScoreMetrics, VariantMetrics } from './variant-math';
 
 export interface AblationRow {
   /** Pool position (index into AblationResult.prompts). */
@@ -94,7 +96,7 @@ export interface AblationInput {
   greedySteps?: number;
   /** Prompts per text-encoder run (default 2048, measured fastest on the 2-core machine). */
   textBatchSize?: number;
-  /** Runs the ATD graph (default: a CPU-only backend of its own, released at the end). */
+  /** Runs the ATD graph (default: a CPU-only backend of its own with one thread fewer than the cores, released at the end). */
   backend?: OrtBackend;
   /** Elements per ATD graph intermediate, K variants x C x image rows (default 2^22): bounds memory. */
   chunkElements?: number;
@@ -135,6 +137,8 @@ export class AblationError extends Error {
 }
 
 const DEFAULT_GREEDY_STEPS = 8;
+/** Batches whose values the scoring worker may still be computing while the next batch runs. */
+const MAX_BATCHES_IN_FLIGHT = 2;
 
 // ---------------------------------------------------------------------------------------------
 // Input checks: every message names the field.
@@ -197,23 +201,11 @@ function validate(input: AblationInput) {
 
 // ---------------------------------------------------------------------------------------------
 
-function summary(scores: Float64Array, nId: number): ScoreMetrics {
-  const m = computeMetrics(scores.subarray(0, nId), scores.subarray(nId));
-  return { auroc: m.auroc, fpr95: m.fpr95.interpolated, auprIn: m.auprIn, auprOut: m.auprOut };
-}
-
-/** One of summary()'s metrics alone, by the same function (greedy candidates need no more). */
-function metricOf(scores: Float64Array, nId: number, metric: AblationObjective['metric']): number {
-  const [id, ood] = [scores.subarray(0, nId), scores.subarray(nId)];
-  return metric === 'auroc' ? auroc(id, ood) : fpr95Interpolated(id, ood);
-}
-
 function difference(a: VariantMetrics, b: VariantMetrics): VariantMetrics {
   const diff = (x: ScoreMetrics, y: ScoreMetrics): ScoreMetrics => ({ auroc: x.auroc - y.auroc, fpr95: x.fpr95 - y.fpr95, auprIn: x.auprIn - y.auprIn, auprOut: x.auprOut - y.auprOut });
   return { ctw: diff(a.ctw, b.ctw), atd: diff(a.atd, b.atd) };
 }
 
-type Scores = { ctw: Float64Array; atd?: Float64Array };
 export type AblationMemo = VariantMemo<VariantMetrics | number>;
 
 /**
@@ -224,16 +216,23 @@ class Evaluator {
   private readonly known = new Map<string, VariantMetrics>();
   fromMemo = 0;
 
-  constructor(private readonly scorer: VariantScorer, private readonly pool: PoolFeatures, private readonly idN: number,
+  constructor(private readonly scorer: VariantScorer, private readonly pool: PoolFeatures,
     private readonly memo: { memo: AblationMemo; context: string } | undefined, private readonly signal?: AbortSignal) {}
 
   /**
    * Values for `todo` (distinct subsets): from the memo where the variant's features were scored
-   * before, else scored in batches. `tag` names what `value` computes from the scores.
+   * before, else scored in batches; `want` (named by `tag` in the memo) is what a value is. A
+   * batch's values are computed by the scorer's worker while the next batch's graph runs here.
    */
-  private async run<T extends VariantMetrics | number>(todo: number[][], withAtd: boolean, tag: string,
-    value: (sc: Scores) => T, recall: (key: (tag: string) => string) => T | undefined, keep: (s: number[], v: T) => void,
+  private async run<T extends VariantMetrics | number>(todo: number[][], withAtd: boolean, want: Want, tag: string,
+    recall: (key: (tag: string) => string) => T | undefined, keep: (s: number[], v: T) => void,
     progress?: (done: number, total: number) => void): Promise<void> {
+    const inFlight: Array<Promise<void>> = [];
+    let done = 0;
+    const advance = (count: number) => {
+      done += count;
+      progress?.(done, todo.length);
+    };
     for (let b = 0; b < todo.length; b += VARIANTS_PER_BATCH) {
       this.signal?.throwIfAborted();
       const batch = todo.slice(b, b + VARIANTS_PER_BATCH);
@@ -247,21 +246,28 @@ class Evaluator {
         if (hit === undefined) missing.push(i);
         else (keep(s, hit), this.fromMemo++);
       });
-      if (missing.length > 0) {
-        const scores = await this.scorer.score(missing.map((i) => features[i]), withAtd);
-        missing.forEach((i, m) => {
-          const v = value(scores[m]);
-          keep(batch[i], v);
-          memo?.memo.set(keyOf(i)(tag), v);
-        });
+      if (missing.length === 0) {
+        advance(batch.length);
+        continue;
       }
-      progress?.(Math.min(b + VARIANTS_PER_BATCH, todo.length), todo.length);
+      const { values } = await this.scorer.score(missing.map((i) => features[i]), withAtd, want);
+      const landed = values.then((vs) => {
+        missing.forEach((i, m) => {
+          keep(batch[i], vs[m] as T);
+          memo?.memo.set(keyOf(i)(tag), vs[m]);
+        });
+        advance(batch.length);
+      });
+      landed.catch(() => undefined); // awaited below; an early failure must not count as unhandled
+      inFlight.push(landed);
+      if (inFlight.length > MAX_BATCHES_IN_FLIGHT) await inFlight.shift();
     }
+    await Promise.all(inFlight);
   }
 
   async metrics(subsets: readonly number[][], progress?: (done: number, total: number) => void): Promise<VariantMetrics[]> {
     const todo = unique(subsets.filter((s) => !this.known.has(key(s))));
-    await this.run<VariantMetrics>(todo, true, 'metrics', (sc) => ({ ctw: summary(sc.ctw, this.idN), atd: summary(sc.atd!, this.idN) }),
+    await this.run<VariantMetrics>(todo, true, { kind: 'metrics' }, 'metrics',
       (k) => this.memo!.memo.get(k('metrics')) as VariantMetrics | undefined, (s, v) => this.known.set(key(s), v), progress);
     return subsets.map((s) => this.known.get(key(s))!);
   }
@@ -272,7 +278,7 @@ class Evaluator {
     for (const s of subsets) if (this.known.has(key(s))) values.set(key(s), this.known.get(key(s))![o.score][o.metric]);
     const todo = unique(subsets.filter((s) => !values.has(key(s))));
     const tag = `${o.score}.${o.metric}`;
-    await this.run<number>(todo, o.score === 'atd', tag, (sc) => metricOf(sc[o.score]!, this.idN, o.metric),
+    await this.run<number>(todo, o.score === 'atd', { kind: 'objective', score: o.score, metric: o.metric }, tag,
       (k) => {
         const full = this.memo!.memo.get(k('metrics')) as VariantMetrics | undefined;
         return full ? full[o.score][o.metric] : (this.memo!.memo.get(k(tag)) as number | undefined);
@@ -320,14 +326,16 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
   const images = new Float32Array((idN + oodN) * d);
   images.set(input.idFeatures);
   images.set(input.oodFeatures, idN * d);
-  const backend = input.backend ?? new OrtBackend({ executionProviders: ['cpu'] });
+  // One core fewer than the machine has: the scoring worker computes beside the graph runs.
+  const backend = input.backend ?? new OrtBackend({ executionProviders: ['cpu'], intraOpNumThreads: Math.max(1, os.availableParallelism() - 1) });
+  let scorer: VariantScorer | undefined;
   try {
-    const scorer = new VariantScorer(images, idN + oodN, d, yes, c, backend, chunkElements);
+    scorer = new VariantScorer(images, idN + oodN, d, yes, c, idN, backend, chunkElements);
     const accuracy = input.idLabels ? idAccuracy(scorer.predicted.subarray(0, idN), input.idLabels) : undefined;
     if (accuracy !== undefined) notes.push(`ID accuracy ${(100 * accuracy).toFixed(2)}% for every variant: the predicted class comes from the yes side only`);
     // The ATD graph's backend is part of the context: another provider gives other float32 sums.
     const memo = input.memo && { memo: input.memo, context: digest(images, yes, `idN ${idN} scale ${SCALE}`, `providers ${input.backend?.executionProviders.join() ?? 'cpu'}`) };
-    const evaluator = new Evaluator(scorer, pool, idN, memo, input.signal);
+    const evaluator = new Evaluator(scorer, pool, memo, input.signal);
     const setup = (performance.now() - tSetup) / 1000;
     /** A phase's wall seconds without the text encoding inside it. */
     const phase = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
@@ -359,6 +367,7 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
       seconds: { text: ctx.spent.seconds, setup, rows, greedy: greedySeconds, total: (performance.now() - t0) / 1000 },
     };
   } finally {
+    await scorer?.close();
     if (!input.backend) await backend.dispose();
   }
 }

@@ -1,12 +1,16 @@
 // Scoring ablation variants against fixed images and a fixed yes side (see ablation.ts's module
-// comment for the exactness of CTW and ATD): per-image CTW and ATD scores of K variants' [C, D]
-// "no" features at a time.
+// comment for the exactness of CTW and ATD): the values (metrics, or the greedy objective) of K
+// variants' [C, D] "no" features at a time. The main thread holds the ATD graph sessions and runs
+// them; a worker thread (ablation-worker.ts, variant-math.ts) computes the margins, ATD and
+// metrics meanwhile, so a batch's arithmetic overlaps the next batch's graph runs.
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type { GraphSession, OrtBackend } from '../backend';
 import { DataType, GraphBuilder } from '../onnx-graph';
 import { matmulTransposed } from '../scores';
-
-/** CLIPN's inference scale (scores.ts's default). */
-export const SCALE = 100;
+import type { ToWorker } from './ablation-worker';
+import { SCALE } from './variant-math';
+import type { SumsPiece, VariantValue, Want, YesSide } from './variant-math';
 /** Elements per graph intermediate (K x C x image rows) by default: bounds memory. */
 export const CHUNK_ELEMENTS = 1 << 22;
 /** Bound on exp()'s argument in the graph: keeps [p sigmoid(d)] e^-d finite (error <= p e^-85). */
@@ -30,7 +34,12 @@ function buildRestGraph(images: Float32Array, rows: number, dim: number, pRestT:
   return g.build([{ name: 'no_minus_yes', elemType: F, shape: ['kc', dim] }], [{ name: 'sums', elemType: F, shape: ['k2', rows] }]);
 }
 
-const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+/** The compiled worker beside this module (out/ with tsc, or a bundle's directory). */
+export function ablationWorkerFile(): string {
+  return path.join(__dirname, 'ablation-worker.js');
+}
+
+type Reply = { id: number; values?: VariantValue[]; error?: string };
 
 export class VariantScorer {
   scored = 0;
@@ -40,9 +49,14 @@ export class VariantScorer {
   private readonly pStar: Float64Array;
   /** Image chunks with their ATD graph sessions (the chunk's images and off-j* softmax baked in). */
   private readonly chunks: Array<{ start: number; rows: number; session: Promise<GraphSession> }> = [];
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: (v: VariantValue[]) => void; reject: (e: Error) => void }>();
+  private nextId = 0;
+  private failed?: Error;
 
-  constructor(private readonly x: Float32Array, private readonly n: number, private readonly d: number,
-    private readonly yes: Float32Array, private readonly c: number, backend: OrtBackend, private readonly chunkElements: number) {
+  constructor(x: Float32Array, n: number, private readonly d: number,
+    private readonly yes: Float32Array, private readonly c: number, idN: number, backend: OrtBackend,
+    private readonly chunkElements: number, workerFile = ablationWorkerFile()) {
     this.predicted = new Int32Array(n);
     this.lyStar = new Float32Array(n);
     this.pStar = new Float64Array(n);
@@ -64,67 +78,64 @@ export class VariantScorer {
       session.catch(() => undefined); // awaited (and its error thrown) in score()
       this.chunks.push({ start, rows: r, session });
     }
+    this.worker = new Worker(workerFile);
+    const fail = (err: Error) => {
+      this.failed ??= new Error(`ablation scoring worker (${workerFile}) stopped: ${err.message}`);
+      for (const p of this.pending.values()) p.reject(this.failed);
+      this.pending.clear();
+    };
+    this.worker.on('message', (r: Reply) => {
+      const p = this.pending.get(r.id);
+      if (!p) return;
+      this.pending.delete(r.id);
+      if (r.error !== undefined) p.reject(new Error(`ablation scoring worker: ${r.error}`));
+      else p.resolve(r.values!);
+    });
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`exit code ${code}`)));
+    const side: YesSide = { x, n, d, idN, predicted: this.predicted, lyStar: this.lyStar, pStar: this.pStar };
+    this.post({ type: 'init', side });
   }
 
-  /** d* = L_j* - Lno_j*, both logits as scores.ts forms them; four variants share each image row. */
-  private margins(variants: readonly Float32Array[]): Float64Array[] {
-    const { x, n, d } = this;
-    const k = variants.length;
-    const out = variants.map(() => new Float64Array(n));
-    // Groups of four (the last padded with repeats), so four independent sums share each x load.
-    const groups = Array.from({ length: Math.ceil(k / 4) }, (_, q) => [0, 1, 2, 3].map((u) => variants[Math.min(4 * q + u, k - 1)]));
-    for (let i = 0; i < n; i++) {
-      const xo = i * d;
-      const go = this.predicted[i] * d;
-      const ly = this.lyStar[i];
-      for (let q = 0; q < groups.length; q++) {
-        const g = groups[q];
-        const g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
-        let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        for (let t = 0; t < d; t++) {
-          const xv = x[xo + t];
-          s0 += xv * g0[go + t];
-          s1 += xv * g1[go + t];
-          s2 += xv * g2[go + t];
-          s3 += xv * g3[go + t];
-        }
-        const v = 4 * q;
-        out[v][i] = ly - Math.fround(SCALE * s0);
-        if (v + 1 < k) out[v + 1][i] = ly - Math.fround(SCALE * s1);
-        if (v + 2 < k) out[v + 2][i] = ly - Math.fround(SCALE * s2);
-        if (v + 3 < k) out[v + 3][i] = ly - Math.fround(SCALE * s3);
-      }
-    }
-    return out;
+  private post(msg: ToWorker, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(msg, transfer);
   }
 
-  /** Per-image CTW (and ATD) scores for each variant's [C, D] no features. */
-  async score(variants: readonly Float32Array[], withAtd: boolean): Promise<Array<{ ctw: Float64Array; atd?: Float64Array }>> {
-    const { n, d, c } = this;
+  /**
+   * Each variant's value as `want` asks. Returns once the graph runs are done (they block this
+   * thread), with `values`, which settles when the worker has them (wrapped: an async function
+   * returning a bare promise would wait for it).
+   */
+  async score(variants: readonly Float32Array[], withAtd: boolean, want: Want): Promise<{ values: Promise<VariantValue[]> }> {
+    if (this.failed) throw this.failed;
+    const { d, c } = this;
     const k = variants.length;
     this.scored += k;
-    const dStar = this.margins(variants);
-    if (!withAtd) return dStar.map((ds) => ({ ctw: ds.map(sigmoid) }));
+    const id = this.nextId++;
+    const values = new Promise<VariantValue[]>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    values.catch(() => undefined); // the caller awaits it; this keeps an early failure from being "unhandled"
+    this.post({ type: 'job', id, variants: [...variants], withAtd, want });
+    if (!withAtd) return { values };
     const text = new Float32Array(k * c * d);
     variants.forEach((g, v) => {
       for (let j = 0; j < c * d; j++) text[v * c * d + j] = g[j] - this.yes[j];
     });
-    const atd = variants.map(() => new Float64Array(n));
+    const pieces: SumsPiece[] = [];
     for (const { start, rows, session } of this.chunks) {
       const per = Math.max(1, Math.floor(this.chunkElements / (c * rows)));
       for (let v0 = 0; v0 < k; v0 += per) {
         const m = Math.min(per, k - v0);
         const { data } = await (await session).run({ no_minus_yes: { type: 'float32', data: text.subarray(v0 * c * d, (v0 + m) * c * d), dims: [m * c, d] } }, 'sums');
-        for (let v = 0; v < m; v++) {
-          const [a, ds] = [atd[v0 + v], dStar[v0 + v]];
-          for (let i = 0, row = start; i < rows; i++, row++) {
-            const yesSum = data[v * rows + i] + this.pStar[row] / (1 + Math.exp(-ds[row]));
-            a[row] = yesSum <= 0.5 ? yesSum : 1 - (data[(m + v) * rows + i] + this.pStar[row] / (1 + Math.exp(ds[row])));
-          }
-        }
+        pieces.push({ start, rows, v0, m, data: Float32Array.from(data) });
       }
     }
-    return dStar.map((ds, v) => ({ ctw: ds.map(sigmoid), atd: atd[v] }));
+    this.post({ type: 'sums', id, pieces }, pieces.map((p) => p.data.buffer as ArrayBuffer));
+    return { values };
+  }
+
+  /** Stops the worker; pending values are rejected. */
+  async close(): Promise<void> {
+    this.failed ??= new Error('ablation scoring closed');
+    await this.worker.terminate();
   }
 }
-
