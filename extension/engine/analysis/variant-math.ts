@@ -80,7 +80,7 @@ export function atdScores(y: YesSide, dStar: readonly Float64Array[], pieces: re
 
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 
-export function summary(scores: Float64Array, nId: number): ScoreMetrics {
+function summary(scores: Float64Array, nId: number): ScoreMetrics {
   const m = computeMetrics(scores.subarray(0, nId), scores.subarray(nId));
   return { auroc: m.auroc, fpr95: m.fpr95.interpolated, auprIn: m.auprIn, auprOut: m.auprOut };
 }
