@@ -23,6 +23,7 @@ from torch import nn
 from .checkpoint import CheckpointError, load_clipn
 from .data import CLIP_MEAN, CLIP_STD
 from .fp16 import convert_to_fp16
+from .kv_graph import export_kv_graph
 from .model import CLIPN
 from .quantize import quantize_file
 from .tokenizer import ClipTokenizer
@@ -124,19 +125,22 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _exporter_options() -> dict:
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        # torch >= 2.9 defaults to the dynamo exporter; the TorchScript one gives the graphs
+        # (opset, names, dynamic axes) this project checks, on old and new torch alike.
+        return {"dynamo": False}
+    return {}
+
+
 def _export(module: nn.Module, inputs: tuple, names: list, path: Path) -> None:
     axes = {name: {0: "batch"} for name in names}
     if "input_ids" in axes:
         axes["input_ids"][1] = "sequence"  # any length up to the context (manifest: text_sequence)
     axes["embeds"] = {0: "batch"}
-    extra = {}
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
-        # torch >= 2.9 defaults to the dynamo exporter; the TorchScript one gives the graphs
-        # (opset, names, dynamic axes) this project checks, on old and new torch alike.
-        extra["dynamo"] = False
     torch.onnx.export(
         module, inputs, str(path), input_names=names, output_names=["embeds"],
-        dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True, **extra,
+        dynamic_axes=axes, opset_version=OPSET, do_constant_folding=True, **_exporter_options(),
     )
 
 
@@ -176,7 +180,7 @@ def write_fixture(folder: Path, model: CLIPN, tokenizer: ClipTokenizer) -> None:
 
 def export_model(model: CLIPN, merges: Path, out: Path, name: str, fp16: bool = False,
                  templates: list | None = None, preprocess: dict | None = None, extra: dict | None = None,
-                 int8: bool = False) -> dict:
+                 int8: bool = False, kv: bool = True) -> dict:
     """Writes the model folder and returns its manifest."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,6 +199,9 @@ def export_model(model: CLIPN, merges: Path, out: Path, name: str, fp16: bool = 
         _export(ImageEncoder(model), (pixels,), ["pixel_values"], out / graphs["image"])
         _export(TextGraph(model, no=False), (ids,), ["input_ids"], out / graphs["text"])
         _export(TextGraph(model, no=True), (ids, weights), ["input_ids", "prompt_weights"], out / graphs["text_no"])
+    if kv:  # the "no" tower after shared prompt beginnings (kv_graph.py)
+        graphs["text_no_kv"] = "text_no_kv.onnx"
+        export_kv_graph(model, out / graphs["text_no_kv"], OPSET, _exporter_options())
     if fp16:
         graphs["image_fp16"] = "image_encoder.fp16.onnx"
         raw = out / "image_encoder.raw.onnx"
@@ -249,7 +256,7 @@ OWN_KEYS = {
 }
 
 
-def refresh_folder(folder: Path) -> dict:
+def refresh_folder(folder: Path, kv: bool = True) -> dict:
     """Re-exports a model folder in place from the checkpoint its manifest names (no training):
     same name, merges, preprocessing, templates, optional graphs and extra keys (quality,
     recipe, ...); new graphs, fixture and hashes from this exporter."""
@@ -260,7 +267,7 @@ def refresh_folder(folder: Path) -> dict:
     model = load_clipn(folder / old["checkpoint"])
     return export_model(
         model, folder / old["tokenizer"]["merges"], folder, old["name"], fp16="image_fp16" in old["graphs"],
-        templates=old.get("templates"), preprocess=old["preprocess"], int8="image_int8" in old["graphs"],
+        templates=old.get("templates"), preprocess=old["preprocess"], int8="image_int8" in old["graphs"], kv=kv,
         extra={k: v for k, v in old.items() if k not in OWN_KEYS},
     )
 
@@ -276,16 +283,17 @@ def main(argv=None) -> int:
     p.add_argument("--name", help="model name in the manifest (default: the output folder name)")
     p.add_argument("--fp16", action="store_true", help="also write an fp16 image encoder")
     p.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantised image encoder")
+    p.add_argument("--no-kv", action="store_true", help="skip the text_no_kv graph (the no tower after shared prompt beginnings; engines then encode whole texts)")
     args = p.parse_args(argv)
     if not args.refresh and not (args.checkpoint and args.out and args.merges):
         p.error("give CHECKPOINT --out DIR --merges VOCAB, or --refresh FOLDER")
     try:
         if args.refresh:
             args.out = args.refresh
-            manifest = refresh_folder(Path(args.refresh))
+            manifest = refresh_folder(Path(args.refresh), kv=not args.no_kv)
         else:
             model = load_clipn(Path(args.checkpoint), args.arch, args.activation)
-            manifest = export_model(model, Path(args.merges), Path(args.out), args.name or Path(args.out).name, fp16=args.fp16, int8=args.int8)
+            manifest = export_model(model, Path(args.merges), Path(args.out), args.name or Path(args.out).name, fp16=args.fp16, int8=args.int8, kv=not args.no_kv)
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
