@@ -104,19 +104,26 @@ export class GraphSession {
 
   /** Runs the graph and returns one float32 output (by name; default the first). */
   async run(feeds: Record<string, TensorData>, output?: string): Promise<FloatTensor> {
+    const outName = output ?? this.session.outputNames[0];
+    return (await this.runOutputs(feeds, [outName]))[outName];
+  }
+
+  /** Runs the graph once and returns the named float32 outputs. */
+  async runOutputs(feeds: Record<string, TensorData>, outputs: readonly string[]): Promise<Record<string, FloatTensor>> {
     if (this.disposed) throw new Error(`${this.graph} graph (${this.file}): session was released`);
+    const unknown = outputs.find((name) => !this.session.outputNames.includes(name));
+    if (unknown !== undefined) throw new Error(`${this.graph} graph (${this.file}): no output named "${unknown}" (has ${this.session.outputNames.join(', ')})`);
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);
-    const outName = output ?? this.session.outputNames[0];
-    const results = await this.session.run(ortFeeds);
-    const out = results[outName];
-    if (!out) {
-      throw new Error(`${this.graph} graph (${this.file}): no output named "${outName}" (has ${this.session.outputNames.join(', ')})`);
+    // Only the named outputs: the others are neither copied into JS nor kept alive.
+    const results = await this.session.run(ortFeeds, [...outputs]);
+    const out: Record<string, FloatTensor> = {};
+    for (const name of outputs) {
+      const t = results[name];
+      if (t.type !== 'float32') throw new Error(`${this.graph} graph (${this.file}): output "${name}" is ${t.type}, expected float32`);
+      out[name] = { data: t.data as Float32Array, dims: [...t.dims] };
     }
-    if (out.type !== 'float32') throw new Error(`${this.graph} graph (${this.file}): output "${outName}" is ${out.type}, expected float32`);
-    const data = out.data as Float32Array;
-    const dims = [...out.dims];
-    return { data, dims };
+    return out;
   }
 
   async release(): Promise<void> {

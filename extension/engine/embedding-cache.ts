@@ -83,8 +83,8 @@ export function canonicalJson(value: unknown): string {
 
 /** The cache key of a model's image graph (fp32 `image`, or `image_fp16` / `image_int8`). */
 export function cacheKeyFor(manifest: ClipnManifest, variant: ImagePrecision = 'fp32'): CacheKey {
-  const graphs = manifest.graphs as Record<string, string | undefined>;
-  const rel = variant === 'fp32' ? graphs.image : graphs[`image_${variant}`];
+  const { graphs } = manifest;
+  const rel = variant === 'fp32' ? graphs.image : variant === 'fp16' ? graphs.image_fp16 : graphs.image_int8;
   if (!rel) throw new EmbeddingCacheError(`model "${manifest.name}" has no ${variant} image graph`);
   const digest = manifest.files[rel] ?? manifest.files[rel.replace(/\\/g, '/').replace(/^\.\//, '')];
   if (!digest) throw new EmbeddingCacheError(`model "${manifest.name}": the image graph ${rel} is not listed in the manifest's files`);

@@ -13,9 +13,12 @@ import type { ImageInput } from './preprocess';
 import { PreprocessPool, resolvePreprocessWorkers } from './preprocess-pool';
 import type { PreprocessPoolStats, PreprocessWorkersSetting } from './preprocess-pool';
 import { gatherIds, planTextBatches, tokenLengths } from './text-lengths';
+import { fillTemplate } from './prompts';
 import { promptWeights, weightMatrix } from './prompt-weights';
-import type { PromptWeightsInput } from './prompt-weights';
-import { textKey, TextFeatureMemo } from './text-memo';
+import type { PromptMix, PromptWeightsInput } from './prompt-weights';
+import { encodeSharedPrefix, KV_INPUTS, splitPoint } from './shared-prefix';
+import type { SharedPrefixRow } from './shared-prefix';
+import { sharedPrefixKey, textKey, TextFeatureMemo } from './text-memo';
 import { ClipTokenizer } from './tokenizer';
 
 export type { EncodeProgress, ImageFailure } from './encoder-pipeline';
@@ -187,6 +190,7 @@ export class ClipnModel {
   }
 
   private io(graph: GraphName): GraphIO {
+    if (graph === 'text_no_kv') return { inputs: [...KV_INPUTS] }; // fixed names (FORMAT.md)
     const io = this.manifest.io;
     const key = graph === 'image_fp16' || graph === 'image_int8' ? 'image' : graph;
     // Defaults are FORMAT.md's names for folders written before the manifest carried `io`.
@@ -206,6 +210,11 @@ export class ClipnModel {
         return [['B', c]];
       case 'text_no':
         return [['B', c], ['B', this.numPrompts]];
+      case 'text_no_kv': {
+        const { layers, heads, width } = this.manifest.architecture.text;
+        const past: ExpectedDim[] = [layers, 'B', heads, 'B', width / heads];
+        return [['B', { upTo: this.contextLength }], ['B', this.numPrompts], past, past, ['B']];
+      }
     }
   }
 
@@ -373,11 +382,34 @@ export class ClipnModel {
    * prompt indices from ids [rows.length, length]. With variableTextLength each batch holds
    * texts of one token length and runs at it (text-lengths.ts); else every batch runs at C.
    */
-  private async batchedTexts(
+  private batchedTexts(
     prompts: readonly string[],
     opts: EncodeTextsOptions,
     key: (i: number) => string,
     encode: (ids: BigInt64Array, rows: readonly number[], length: number) => Promise<Embeddings>,
+  ): Promise<Embeddings> {
+    return this.memoTexts(prompts, opts, key, async (missing, store) => {
+      const c = this.contextLength;
+      const ids = this.tokenizer.tokenize(missing.map((i) => prompts[i]));
+      const lengths = this.variableTextLength ? tokenLengths(ids, c) : undefined;
+      for (const batch of planTextBatches(missing.length, opts.batchSize ?? 64, c, lengths)) {
+        opts.signal?.throwIfAborted();
+        const rows = batch.rows.map((r) => missing[r]);
+        const out = await encode(gatherIds(ids, c, batch.rows, batch.length), rows, batch.length);
+        store(rows, out.data, out);
+      }
+    });
+  }
+
+  /**
+   * The memo around an encoder: the rows it does not hold (each distinct key once) go to
+   * `encodeMissing`, which hands each batch's features to `store`; progress counts stored rows.
+   */
+  private async memoTexts(
+    prompts: readonly string[],
+    opts: EncodeTextsOptions,
+    key: (i: number) => string,
+    encodeMissing: (missing: number[], store: (rows: readonly number[], data: Float32Array, from: { provider: string; providerReport: ProviderReport }) => void) => Promise<void>,
   ): Promise<Embeddings> {
     if (prompts.length === 0) throw new Error('encode texts: the prompt list is empty');
     opts.signal?.throwIfAborted();
@@ -386,7 +418,6 @@ export class ClipnModel {
     const d = this.embedDim;
     const out = new Float32Array(prompts.length * d);
     const keys = prompts.map((_, i) => key(i));
-    // Each distinct missing row is encoded once, however often it repeats.
     const firstOf = new Map<string, number>();
     const missing: number[] = [];
     keys.forEach((k, i) => {
@@ -394,24 +425,19 @@ export class ClipnModel {
     });
     const start = performance.now();
     const fresh = new Map<string, Float32Array>();
-    let last: Embeddings | undefined;
-    const c = this.contextLength;
-    const ids = this.tokenizer.tokenize(missing.map((i) => prompts[i]));
-    const lengths = this.variableTextLength ? tokenLengths(ids, c) : undefined;
+    let last: { provider: string; providerReport: ProviderReport } | undefined;
     let done = 0;
-    for (const batch of planTextBatches(missing.length, batchSize, c, lengths)) {
-      opts.signal?.throwIfAborted();
-      const rows = batch.rows.map((r) => missing[r]);
-      last = await encode(gatherIds(ids, c, batch.rows, batch.length), rows, batch.length);
+    await encodeMissing(missing, (rows, data, from) => {
       rows.forEach((i, r) => {
-        const v = last!.data.subarray(r * d, (r + 1) * d);
+        const v = data.subarray(r * d, (r + 1) * d);
         fresh.set(keys[i], v);
         this.textMemo.set(keys[i], v);
       });
+      last = from;
       done += rows.length;
       const seconds = (performance.now() - start) / 1000;
       opts.onProgress?.({ done, total: missing.length, itemsPerSecond: seconds > 0 ? done / seconds : 0 });
-    }
+    });
     keys.forEach((k, i) => out.set(fresh.get(k) ?? this.textMemo.get(k)!, i * d));
     if (last) this.lastTextProvider = { provider: last.provider, providerReport: last.providerReport };
     const from = last ?? this.lastTextProvider;
@@ -435,6 +461,54 @@ export class ClipnModel {
       const w = new Float32Array(rows.length * p);
       rows.forEach((i, r) => w.set(row(i), r * p));
       return this.encodeTokenIdsNo(ids, [rows.length, length], w, [rows.length, p]);
+    });
+  }
+
+  /** Whether no-tower template prompts share their beginnings (the model has text_no_kv). */
+  get sharesPromptBeginnings(): boolean {
+    return this.modelFolder.graphs.text_no_kv !== undefined && this.variableTextLength;
+  }
+
+  /**
+   * No-tower features of every template filled with every class, for each prompt mix: rows
+   * [mixes][classes][templates] (classPrompts' order per mix). With a text_no_kv graph each
+   * template's words before `{}` run once per mix (shared-prefix.ts); the features equal
+   * encodeTextsNo's to float rounding (~1e-7) and are remembered apart from them.
+   */
+  encodeClassPromptsNo(classes: readonly string[], templates: readonly string[], mixes: readonly PromptMix[], opts: EncodeTextsOptions = {}): Promise<Embeddings> {
+    const texts: string[] = [];
+    const rowMix: number[] = [];
+    const rowTemplate: number[] = [];
+    mixes.forEach((_, m) => {
+      for (const name of classes) {
+        templates.forEach((t, k) => {
+          texts.push(fillTemplate(t, name));
+          rowMix.push(m);
+          rowTemplate.push(k);
+        });
+      }
+    });
+    if (!this.sharesPromptBeginnings) return this.encodeTextsNo(texts, rowMix.map((m) => mixes[m]), opts);
+    const weights = mixes.map((mix) => this.weightMatrix(mix, 1));
+    const beginnings = templates.map((t) => t.slice(0, Math.max(0, t.indexOf('{}'))));
+    // A text's split follows from its text and its template's beginning, so the key names both
+    // (no tokenising for rows the memo holds).
+    const mixKeys = weights.map((w) => textKey('no', '', w));
+    const key = (i: number) => sharedPrefixKey(texts[i], mixKeys[rowMix[i]], beginnings[rowTemplate[i]]);
+    return this.memoTexts(texts, opts, key, async (missing, store) => {
+      const beginningIds = beginnings.map((b) => [this.tokenizer.sot, ...this.tokenizer.encode(b)]);
+      const rows: SharedPrefixRow[] = missing.map((i) => {
+        const full = this.tokenizer.tokenizeOne(texts[i]);
+        const ids = full.slice(0, full.indexOf(this.tokenizer.eot) + 1);
+        const [m, k] = [rowMix[i], rowTemplate[i]];
+        const split = splitPoint(ids, beginningIds[k]);
+        // Texts of one template and mix that split alike begin with the same ids: one past.
+        return { ids, split, weights: weights[m], past: `${m} ${k} ${split}` };
+      });
+      const { layers, heads, width } = this.manifest.architecture.text;
+      const shape = { layers, heads, headWidth: width / heads, prompts: this.numPrompts, embedDim: this.embedDim };
+      const session = await this.session('text_no_kv');
+      await encodeSharedPrefix(session, shape, rows, opts.batchSize ?? 64, (batch, embeds) => store(batch.map((r) => missing[r]), embeds, session), opts.signal);
     });
   }
 

@@ -31,7 +31,13 @@ export interface TextArchitecture {
 /** The manifest's `preprocess` object; preprocess.ts owns the type (it implements it). */
 export type PreprocessSpec = PreprocessConfig;
 
-export type GraphName = 'image' | 'image_fp16' | 'image_int8' | 'text' | 'text_no';
+export type GraphName = 'image' | 'image_fp16' | 'image_int8' | 'text' | 'text_no' | 'text_no_kv';
+
+/**
+ * Graph files by name. image_int8 (optional): int8 dynamically quantised image encoder, same IO
+ * as image. text_no_kv (optional): the no tower after a shared past (FORMAT.md, shared-prefix.ts).
+ */
+export interface GraphFiles { image: string; image_fp16?: string; image_int8?: string; text: string; text_no: string; text_no_kv?: string }
 
 /** `clipn.json` as models/clipn/export.py writes it. */
 export interface ClipnManifest {
@@ -55,8 +61,7 @@ export interface ClipnManifest {
   trained_logit_scale?: number;
   preprocess: PreprocessSpec;
   tokenizer: { type: 'clip-bpe'; merges: string };
-  /** image_int8 (optional): int8 dynamically quantised image encoder, same IO as image. */
-  graphs: { image: string; image_fp16?: string; image_int8?: string; text: string; text_no: string };
+  graphs: GraphFiles;
   /** Input names per graph and the output name; older folders may lack it (FORMAT.md names). */
   io?: { image: string[]; text: string[]; text_no: string[]; output: string };
   /**
@@ -77,7 +82,7 @@ export interface ModelFolder {
   folder: string;
   manifestPath: string;
   manifest: ClipnManifest;
-  graphs: { image: string; image_fp16?: string; image_int8?: string; text: string; text_no: string };
+  graphs: GraphFiles;
   merges: string;
   prompts?: string;
   fixture?: string;
@@ -265,6 +270,8 @@ export function validateManifest(raw: Json, manifestPath: string): ClipnManifest
   if (fp16 !== undefined) graphs.image_fp16 = fp16;
   const int8 = f.optString(raw, 'graphs.image_int8');
   if (int8 !== undefined) graphs.image_int8 = int8;
+  const kv = f.optString(raw, 'graphs.text_no_kv');
+  if (kv !== undefined) graphs.text_no_kv = kv;
 
   let io: ClipnManifest['io'];
   if (f.get(raw, 'io') !== undefined) {
@@ -466,6 +473,7 @@ export async function loadManifest(folder: string, opts: LoadManifestOptions = {
   };
   if (manifest.graphs.image_fp16) graphs.image_fp16 = ref(manifest.graphs.image_fp16, 'graphs.image_fp16');
   if (manifest.graphs.image_int8) graphs.image_int8 = ref(manifest.graphs.image_int8, 'graphs.image_int8');
+  if (manifest.graphs.text_no_kv) graphs.text_no_kv = ref(manifest.graphs.text_no_kv, 'graphs.text_no_kv');
   const merges = ref(manifest.tokenizer.merges, 'tokenizer.merges');
   const verification = await verifyFiles(dir, manifestPath, manifest, opts);
   const result: ModelFolder = { folder: dir, manifestPath, manifest, graphs, merges, verification };

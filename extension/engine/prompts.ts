@@ -3,8 +3,9 @@
 // per-prompt ablations the notebook shows. Ensembling is CLIP's: normalise each template's
 // feature, sum over templates, normalise the sum (spec "Prompts").
 import type { ClipnManifest } from './manifest';
-import { promptWeights } from './encoder';
-import type { ClipnModel, EncodeProgress, PromptMix } from './encoder';
+import type { ClipnModel, EncodeProgress } from './encoder';
+import { promptWeights } from './prompt-weights';
+import type { PromptMix } from './prompt-weights';
 
 /** CLIP's 80 ImageNet templates (Radford et al. 2021, "Prompt_Engineering_for_ImageNet"). */
 export const IMAGENET_TEMPLATES: readonly string[] = Object.freeze([
@@ -225,13 +226,12 @@ export async function classFeatures(model: ClipnModel, classes: readonly string[
 
   const yesRaw = await model.encodeTexts(classPrompts(classes, templates), textOpts);
   const yes = ensembleByClass(yesRaw.data, d, classes.length, templates.length);
-  const noPromptList = classPrompts(classes, noTemplates);
   let noRaw;
   if (no.kind === 'handcrafted' && no.tower === 'yes') {
-    noRaw = await model.encodeTexts(noPromptList, textOpts);
+    noRaw = await model.encodeTexts(classPrompts(classes, noTemplates), textOpts);
   } else {
     const mix = no.mix ?? (no.kind === 'handcrafted' ? promptWeights.none() : promptWeights.mean());
-    noRaw = await model.encodeTextsNo(noPromptList, mix, textOpts);
+    noRaw = await model.encodeClassPromptsNo(classes, noTemplates, [mix], textOpts);
   }
   return {
     classes: [...classes],
@@ -254,19 +254,10 @@ export async function noFeaturesForMixes(
   if (mixes.length === 0) return [];
   const templates = opts.templates ?? defaultTemplates(model.manifest);
   checkTemplates(templates, 'template');
-  const prompts = classPrompts(classes, templates);
-  // Every mix sees the same prompts: repeat them with a per-row mix.
-  const allPrompts: string[] = [];
-  const rowMixes: PromptMix[] = [];
-  for (const mix of mixes) {
-    for (const p of prompts) {
-      allPrompts.push(p);
-      rowMixes.push(mix);
-    }
-  }
-  const raw = await model.encodeTextsNo(allPrompts, rowMixes, { batchSize: opts.batchSize, signal: opts.signal, onProgress: opts.onProgress });
+  // Rows [mixes][classes][templates]: each mix's block is classPrompts' order.
+  const raw = await model.encodeClassPromptsNo(classes, templates, mixes, { batchSize: opts.batchSize, signal: opts.signal, onProgress: opts.onProgress });
   const d = model.embedDim;
-  const per = prompts.length * d;
+  const per = classes.length * templates.length * d;
   return mixes.map((_, m) => ensembleByClass(raw.data.subarray(m * per, (m + 1) * per), d, classes.length, templates.length));
 }
 
@@ -316,12 +307,11 @@ export async function handcraftedAblation(
 ): Promise<HandcraftedAblation> {
   checkClasses(classes);
   checkTemplates(pool.templates, 'hand-crafted "no" template');
-  const prompts = classPrompts(classes, pool.templates);
   const textOpts = { batchSize: opts.batchSize, signal: opts.signal, onProgress: opts.onProgress };
   const raw =
     pool.tower === 'yes'
-      ? await model.encodeTexts(prompts, textOpts)
-      : await model.encodeTextsNo(prompts, pool.mix ?? promptWeights.none(), textOpts);
+      ? await model.encodeTexts(classPrompts(classes, pool.templates), textOpts)
+      : await model.encodeClassPromptsNo(classes, pool.templates, [pool.mix ?? promptWeights.none()], textOpts);
   const k = pool.templates.length;
   const d = model.embedDim;
   const idx = Array.from({ length: k }, (_, t) => t);

@@ -43,3 +43,12 @@ export function textKey(tower: 'yes' | 'no', text: string, weights?: Float32Arra
   if (!weights) return `${tower}\u0000${text}`;
   return `${tower}\u0000${text}\u0000${Array.from(weights).join(',')}`;
 }
+
+/**
+ * The memo key of a no-tower text encoded after its template's shared beginning
+ * (shared-prefix.ts): rows of their own, as they differ from the whole text's in the last bits.
+ * The split follows from the text and the beginning; `mixKey` is textKey('no', '', weights).
+ */
+export function sharedPrefixKey(text: string, mixKey: string, beginning: string): string {
+  return `${mixKey}\u0000${text}\u0000after\u0000${beginning}`;
+}

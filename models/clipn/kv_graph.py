@@ -25,12 +25,6 @@ from torch import nn
 from .model import CLIPN
 
 
-def _projections(block: nn.Module, y: torch.Tensor):
-    wq, wk, wv = block.attn.in_proj_weight.chunk(3)
-    bq, bk, bv = block.attn.in_proj_bias.chunk(3)
-    return F.linear(y, wq, bq), F.linear(y, wk, bk), F.linear(y, wv, bv)
-
-
 def _heads(t: torch.Tensor, heads: int) -> torch.Tensor:
     """[L, B, W] -> [B, H, L, d]."""
     length, batch, width = t.shape
@@ -72,19 +66,22 @@ class KvGraph(nn.Module):
         keys, values = [], []
         for index, block in enumerate(blocks):
             y = block.ln_1(x)
-            q, k, v = _projections(block, y)
-            k, v = _heads(k, heads), _heads(v, heads)
+            wq, wk, wv = block.attn.in_proj_weight.chunk(3)
+            bq, bk, bv = block.attn.in_proj_bias.chunk(3)
+            k, v = _heads(F.linear(y, wk, bk), heads), _heads(F.linear(y, wv, bv), heads)
             keys.append(k)
             values.append(v)
             # Already split into heads: a reshape of an empty past (P = 0) fails in onnxruntime.
             pk, pv = past_keys[index][past_index], past_values[index][past_index]  # B, H, P, d
             if index < len(blocks) - 1:
-                attended = _attend(_heads(q, heads) * head**-0.5, k, v, pk, pv, mask)
+                q = _heads(F.linear(y, wq, bq), heads) * head**-0.5
+                attended = _attend(q, k, v, pk, pv, mask)
                 x = x + block.attn.out_proj(attended.permute(2, 0, 1, 3).reshape(length, batch, width))
                 x = x + block.mlp(block.ln_2(x))
                 continue
-            # The last block only at EOT: nothing else of it reaches the feature.
-            q_eot = q[eot, rows].reshape(batch, heads, 1, head) * head**-0.5
+            # The last block only at EOT (its query, out-projection and MLP): nothing else of it
+            # reaches the feature; its keys and values at every position are the present.
+            q_eot = F.linear(y[eot, rows], wq, bq).reshape(batch, heads, 1, head) * head**-0.5
             later = torch.arange(length).unsqueeze(0) > eot.unsqueeze(1)  # B, S: after EOT
             hidden = torch.zeros(batch, length).masked_fill(later, float("-inf"))
             attended = _attend(q_eot, k, v, pk, pv, hidden[:, None, None, :]).reshape(batch, width)

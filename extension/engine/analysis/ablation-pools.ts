@@ -44,8 +44,9 @@ export async function encoded<T>(ctx: TextContext, prompts: number, f: (opts: { 
 export async function templatePool(ctx: TextContext, pool: Extract<AblationPool, { kind: 'templates' }>): Promise<PoolFeatures> {
   const { model, classes } = ctx;
   const [t, c, d] = [pool.templates.length, classes.length, model.embedDim];
-  const prompts = classPrompts(classes, pool.templates);
-  const raw = (await encoded(ctx, prompts.length, (o) => (pool.tower === 'yes' ? model.encodeTexts(prompts, o) : model.encodeTextsNo(prompts, pool.mix ?? promptWeights.none(), o)))).data;
+  const raw = (await encoded(ctx, c * t, (o) => (pool.tower === 'yes'
+    ? model.encodeTexts(classPrompts(classes, pool.templates), o)
+    : model.encodeClassPromptsNo(classes, pool.templates, [pool.mix ?? promptWeights.none()], o)))).data;
   const unit = new Float64Array(c * t * d);
   for (let r = 0; r < c * t; r++) {
     let norm = 0;

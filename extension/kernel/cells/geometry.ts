@@ -19,8 +19,9 @@ async function perPromptNo(ctx: RunContext, m: ModelValue, classes: readonly str
   if (prompts?.no.kind === 'handcrafted') {
     const t = text.noTemplates.length;
     if (t < 2) return { labels: [], no: [] };
-    const prompted = classPrompts(classes, text.noTemplates);
-    const raw = prompts.no.tower === 'yes' ? await m.model.encodeTexts(prompted, { signal: ctx.signal }) : await m.model.encodeTextsNo(prompted, prompts.no.mix ?? promptWeights.none(), { signal: ctx.signal });
+    const raw = prompts.no.tower === 'yes'
+      ? await m.model.encodeTexts(classPrompts(classes, text.noTemplates), { signal: ctx.signal })
+      : await m.model.encodeClassPromptsNo(classes, text.noTemplates, [prompts.no.mix ?? promptWeights.none()], { signal: ctx.signal });
     return { labels: [...text.noTemplates], no: text.noTemplates.map((_, k) => ensembleByClass(raw.data, d, classes.length, t, [k])) };
   }
   const p = m.model.numPrompts;
@@ -36,7 +37,7 @@ async function perTemplate(ctx: RunContext, m: ModelValue, classes: readonly str
   const t = text.templates.length;
   const prompted = classPrompts(classes, text.templates);
   const yes = await m.model.encodeTexts(prompted, { signal: ctx.signal });
-  const no = await m.model.encodeTextsNo(prompted, prompts?.no.kind === 'learned' && prompts.no.mix ? prompts.no.mix : promptWeights.mean(), { signal: ctx.signal });
+  const no = await m.model.encodeClassPromptsNo(classes, text.templates, [prompts?.no.kind === 'learned' && prompts.no.mix ? prompts.no.mix : promptWeights.mean()], { signal: ctx.signal });
   return text.templates.map((_, k) => ({ yes: ensembleByClass(yes.data, d, classes.length, t, [k]), no: ensembleByClass(no.data, d, classes.length, t, [k]) }));
 }
 

@@ -1,0 +1,118 @@
+// Template prompts share their beginning: "a photo of no {}." filled with a hundred class names
+// is a hundred texts whose first tokens (SOT a photo of no) are the same, and the text towers are
+// causal, so those tokens' states do not depend on the class. With a model's text_no_kv graph
+// (models/FORMAT.md) each beginning runs once per prompt mix ("a past": every layer's keys and
+// values), and each text runs only on its own tokens, attending to its past: for a 128-template
+// pool three quarters of the tokens, for the learned-prompt ablation's templates about half.
+//
+// Where a text splits is canonical: after the tokens it shares with its template's words before
+// `{}` ([SOT] + tokens("a photo of no")), never later than before EOT. Every op of the graph
+// treats rows independently (pasts are gathered per row), so a text's feature depends on its
+// ids, split and prompt mix only, never on what it was batched with: the model's memo keeps
+// such rows under their own keys (text-memo.ts sharedPrefixKey), apart from whole-text rows.
+import type { GraphSession, TensorData } from './backend';
+
+/** The graph's inputs and outputs (FORMAT.md). */
+export const KV_INPUTS = ['input_ids', 'prompt_weights', 'past_keys', 'past_values', 'past_index'] as const;
+const EMBEDS = 'embeds';
+const PRESENT = ['present_keys', 'present_values'] as const;
+/** Bound on one prefix run's pasts (floats): ViT-B/16's tower at P = 20 holds ~130 pasts. */
+const MAX_PAST_FLOATS = 16 * 1024 * 1024;
+
+export interface KvShape {
+  layers: number;
+  heads: number;
+  /** width / heads */
+  headWidth: number;
+  /** learned prompts (prompt_weights' width) */
+  prompts: number;
+  embedDim: number;
+}
+
+/** One text to encode: its ids (SOT..EOT), where it splits, its prompt mix and its past's name. */
+export interface SharedPrefixRow {
+  ids: readonly number[];
+  split: number;
+  weights: Float32Array;
+  /** Rows with equal `past` share the beginning ids[0..split) and the weights. */
+  past: string;
+}
+
+/** The number of leading ids a text shares with its template's beginning, 1 .. ids.length - 1. */
+export function splitPoint(ids: readonly number[], beginning: readonly number[]): number {
+  let split = 0;
+  while (split < ids.length - 1 && split < beginning.length && ids[split] === beginning[split]) split++;
+  // SOT always matches; a text of SOT + EOT alone still runs EOT as its own token.
+  return Math.max(1, split);
+}
+
+function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
+  const out = new Map<K, T[]>();
+  for (const item of items) {
+    const k = key(item);
+    const list = out.get(k);
+    if (list) list.push(item);
+    else out.set(k, [item]);
+  }
+  return out;
+}
+
+const int64 = (values: readonly number[], dims: number[]): TensorData => ({ type: 'int64', data: BigInt64Array.from(values, (v) => BigInt(v)), dims });
+
+/**
+ * Encodes `rows` through the kv graph: per split length, the pasts in runs of at most
+ * `batchSize` (and MAX_PAST_FLOATS), then their texts grouped by own length in batches of at
+ * most `batchSize`. `store(rowIndices, embeds)` receives each batch's features [rows, D].
+ */
+export async function encodeSharedPrefix(
+  session: GraphSession,
+  shape: KvShape,
+  rows: readonly SharedPrefixRow[],
+  batchSize: number,
+  store: (rowIndices: number[], embeds: Float32Array) => void,
+  signal?: AbortSignal,
+): Promise<void> {
+  const { layers, heads, headWidth, prompts, embedDim } = shape;
+  const empty: TensorData = { type: 'float32', data: new Float32Array(0), dims: [layers, 1, heads, 0, headWidth] };
+  const indices = rows.map((_, i) => i);
+  for (const [p, atSplit] of [...groupBy(indices, (i) => rows[i].split)].sort((a, b) => a[0] - b[0])) {
+    const pasts = [...groupBy(atSplit, (i) => rows[i].past).values()];
+    const perRun = Math.max(1, Math.min(batchSize, Math.floor(MAX_PAST_FLOATS / (layers * p * heads * headWidth))));
+    for (let g0 = 0; g0 < pasts.length; g0 += perRun) {
+      signal?.throwIfAborted();
+      const run = pasts.slice(g0, g0 + perRun);
+      const first = run.map((members) => rows[members[0]]);
+      const weights = new Float32Array(run.length * prompts);
+      first.forEach((r, g) => weights.set(r.weights, g * prompts));
+      const beginning = await session.runOutputs({
+        input_ids: int64(first.flatMap((r) => r.ids.slice(0, p)), [run.length, p]),
+        prompt_weights: { type: 'float32', data: weights, dims: [run.length, prompts] },
+        past_keys: empty,
+        past_values: empty,
+        past_index: int64(new Array<number>(run.length).fill(0), [run.length]),
+      }, PRESENT);
+      const [keys, values] = PRESENT.map((name): TensorData => ({ type: 'float32', data: beginning[name].data, dims: beginning[name].dims }));
+      const members = run.flatMap((m, g) => m.map((i) => ({ i, g })));
+      for (const [s, sameLength] of [...groupBy(members, (m) => rows[m.i].ids.length - p)].sort((a, b) => a[0] - b[0])) {
+        for (let b0 = 0; b0 < sameLength.length; b0 += batchSize) {
+          signal?.throwIfAborted();
+          const batch = sameLength.slice(b0, b0 + batchSize);
+          const w = new Float32Array(batch.length * prompts);
+          batch.forEach((m, b) => w.set(rows[m.i].weights, b * prompts));
+          const out = await session.runOutputs({
+            input_ids: int64(batch.flatMap((m) => rows[m.i].ids.slice(p)), [batch.length, s]),
+            prompt_weights: { type: 'float32', data: w, dims: [batch.length, prompts] },
+            past_keys: keys,
+            past_values: values,
+            past_index: int64(batch.map((m) => m.g), [batch.length]),
+          }, [EMBEDS]);
+          const embeds = out[EMBEDS];
+          if (embeds.dims.length !== 2 || embeds.dims[0] !== batch.length || embeds.dims[1] !== embedDim) {
+            throw new Error(`text_no_kv graph ${session.file}: embeds dims [${embeds.dims.join(', ')}], expected [${batch.length}, ${embedDim}] (embed_dim)`);
+          }
+          store(batch.map((m) => m.i), embeds.data);
+        }
+      }
+    }
+  }
+}
