@@ -255,6 +255,90 @@ export function computeMetrics(idScores: ScoreArray, oodScores: ScoreArray): Ood
   };
 }
 
+/** CLIPN's four numbers (FPR95 on the interpolated curve), as computeMetrics gives them. */
+export interface DetectionMetrics {
+  auroc: number;
+  fpr95: number;
+  auprIn: number;
+  auprOut: number;
+}
+
+/**
+ * computeMetrics' auroc, fpr95.interpolated, auprIn and auprOut, bit for bit, for callers that
+ * score many variants of the same images (the prompt ablation): one sort per class, then
+ * detectionMetricsOfSorted.
+ */
+export function detectionMetrics(idScores: ScoreArray, oodScores: ScoreArray): DetectionMetrics {
+  return detectionMetricsOfSorted(sortedCopy(idScores, 'ID'), sortedCopy(oodScores, 'OOD'));
+}
+
+/**
+ * detectionMetrics on scores each class already sorted ascending (finite, non-empty: the
+ * caller's sort checked them), in one merge from the top that forms the tie groups. Each metric
+ * repeats the operations, in the same order, of aurocOf, fpr95InterpolatedOf and
+ * averagePrecision above, so the doubles are the same, with the work they would spend on terms
+ * that are exactly zero left out: a group without ID samples adds (recall - prevRecall) *
+ * precision = +0 to AUPR-In, one without OOD samples +0 to AUROC and AUPR-Out, and FPR95 only
+ * divides near its crossing (where TPR > 0.95 can hold). AUPR-Out runs from the lowest score:
+ * its counts at a group are those not yet merged above it, kept for the groups with OOD samples.
+ */
+export function detectionMetricsOfSorted(id: Float64Array, ood: Float64Array): DetectionMetrics {
+  const nId = id.length;
+  const nOod = ood.length;
+  if (nId === 0 || nOod === 0) throw new MetricsError(`${nId === 0 ? 'ID' : 'OOD'} score set is empty: metrics need at least one ID and one OOD score`);
+  const outTp = new Float64Array(nOod);
+  const outFp = new Float64Array(nOod);
+  let outGroups = 0;
+  const nearCrossing = 0.9 * nId; // tps / nId > 0.95 implies tps > 0.9 nId
+  let i = nId - 1;
+  let o = nOod - 1;
+  let tps = 0;
+  let fps = 0;
+  let twiceArea = 0;
+  let apIn = 0;
+  let prevRecall = 0;
+  let fpr95: number | undefined;
+  while (i >= 0 || o >= 0) {
+    const t = i < 0 ? ood[o] : o < 0 ? id[i] : Math.max(id[i], ood[o]);
+    let ci = 0;
+    let co = 0;
+    while (i >= 0 && id[i] === t) { ci++; i--; }
+    while (o >= 0 && ood[o] === t) { co++; o--; }
+    const next = tps + ci;
+    if (co > 0) {
+      twiceArea += co * (tps + next);
+      outTp[outGroups] = nOod - fps;
+      outFp[outGroups] = nId - tps;
+      outGroups++;
+    }
+    // averagePrecision visits a group while tp < nPos before it.
+    if (ci > 0 && tps < nId) {
+      const recall = next / nId;
+      apIn += (recall - prevRecall) * (next / (next + fps + co));
+      prevRecall = recall;
+    }
+    if (fpr95 === undefined && next > nearCrossing) {
+      const tpr = next / nId;
+      if (tpr > TPR_LEVEL) {
+        const [prevTpr, prevFpr, fpr] = [tps / nId, fps / nOod, (fps + co) / nOod];
+        fpr95 = prevTpr === TPR_LEVEL ? prevFpr : ((fpr - prevFpr) / (tpr - prevTpr)) * (TPR_LEVEL - prevTpr) + prevFpr;
+      }
+    }
+    tps = next;
+    fps += co;
+  }
+  let apOut = 0;
+  prevRecall = 0;
+  for (let g = outGroups - 1, tp = 0; g >= 0 && tp < nOod; g--) {
+    tp = outTp[g];
+    const recall = tp / nOod;
+    apOut += (recall - prevRecall) * (tp / (tp + outFp[g]));
+    prevRecall = recall;
+  }
+  // fpr95 is always set: the last group has TPR 1 (fpr95InterpolatedOf's fallback is unreachable).
+  return { auroc: twiceArea / (2 * nId * nOod), fpr95: fpr95!, auprIn: apIn, auprOut: apOut };
+}
+
 /**
  * Points identical to sklearn.metrics.roc_curve(y, s, drop_intermediate=False) with y = 1 for
  * ID: a leading (0, 0) point, then one point per distinct score, descending. With

@@ -10,7 +10,7 @@ import { Definitions } from '../language/resolve';
 import type { CellKind, KernelSettings } from '../protocol';
 import * as fs from 'node:fs';
 import { EmbeddingCache } from '../engine/embedding-cache';
-import type { AblationMemo } from '../engine/analysis/ablation';
+import { releaseAblationScorers, type AblationMemo } from '../engine/analysis/ablation';
 import { VariantMemo } from '../engine/analysis/variant-memo';
 
 export interface ModelValue {
@@ -126,6 +126,7 @@ export class KernelState {
       }
     }
     this.models.clear();
+    await releaseAblationScorers();
   }
 }
 

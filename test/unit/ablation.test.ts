@@ -7,8 +7,10 @@ import { strict as assert } from 'node:assert';
 import { after, before, describe, test } from 'node:test';
 import { ablateNoPool, AblationError } from '../../extension/engine/analysis/ablation';
 import type { AblationInput, AblationMemo, AblationObjective, AblationResult, VariantMetrics } from '../../extension/engine/analysis/ablation';
+import { AtdGraph } from '../../extension/engine/analysis/atd-graph';
+import { margins, rowSide, writeScores } from '../../extension/engine/analysis/variant-math';
 import { VariantMemo } from '../../extension/engine/analysis/variant-memo';
-import { CHUNK_ELEMENTS, VariantScorer } from '../../extension/engine/analysis/variant-scorer';
+import { CHUNK_ELEMENTS, keepScorer, releaseAblationScorers, takeKeptScorer, VariantScorer } from '../../extension/engine/analysis/variant-scorer';
 import { OrtBackend } from '../../extension/engine/backend';
 import { ClipnModel, promptWeights } from '../../extension/engine/encoder';
 import { computeMetrics, idAccuracy } from '../../extension/engine/metrics';
@@ -78,6 +80,7 @@ describe('no-pool ablation on the default model', { skip: !defaultModelPresent()
     };
   });
   after(async () => {
+    await releaseAblationScorers();
     await model?.dispose();
   });
 
@@ -104,16 +107,25 @@ describe('no-pool ablation on the default model', { skip: !defaultModelPresent()
     assert.equal(r.counts.textPrompts, CLASSES.length * (model.manifest.templates!.length + pool.length));
   });
 
-  test('small graph chunks (images split across sessions, one variant per run) give the same metrics', async () => {
+  test('other graph tiles and other worker splits of the images give the same metrics', async () => {
     const pool = POOL.slice(0, 3);
     const whole = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: pool }, greedySteps: 0 });
-    // 4 classes x 50 rows: four image chunks (the last of 50 of 200), each run one variant.
-    const split = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: pool }, greedySteps: 0, chunkElements: 4 * 50 });
-    assertMetricsEqual(split.full, whole.full, 'full, split');
-    whole.alone.forEach((r, k) => assertMetricsEqual(split.alone[k].metrics, r.metrics, `alone ${k}, split`));
-    whole.leaveOneOut.forEach((r, k) => assertMetricsEqual(split.leaveOneOut[k].metrics, r.metrics, `leave out ${k}, split`));
     const h = await handcraftedAblation(model, CLASSES, { templates: pool });
-    assertMetricsEqual(split.leaveOneOut[1].metrics, slow(h.leaveOneOut[1].data), 'leave out 1, split');
+    const variations: Array<[string, Partial<AblationInput>]> = [
+      // 4 classes x 16 variants x 3 rows: tiles of 3 rows (the last shorter) in each of the two workers.
+      ['tiles of 3 rows', { chunkElements: 4 * 16 * 3 }],
+      // Tiles of 1 row, 2 variants per graph run.
+      ['2 variants per run', { chunkElements: 4 * 2 }],
+      ['1 worker', { scoringWorkers: 1 }],
+      ['3 workers', { scoringWorkers: 3 }],
+    ];
+    for (const [what, patch] of variations) {
+      const r = await ablateNoPool({ ...base, ...patch, pool: { kind: 'templates', templates: pool }, greedySteps: 0 });
+      assertMetricsEqual(r.full, whole.full, `full, ${what}`);
+      whole.alone.forEach((w, k) => assertMetricsEqual(r.alone[k].metrics, w.metrics, `alone ${k}, ${what}`));
+      whole.leaveOneOut.forEach((w, k) => assertMetricsEqual(r.leaveOneOut[k].metrics, w.metrics, `leave out ${k}, ${what}`));
+      assertMetricsEqual(r.leaveOneOut[1].metrics, slow(h.leaveOneOut[1].data), `leave out 1, ${what}`);
+    }
   });
 
   test('the yes tower for the pool (plain-CLIP negation) also equals the slow way', async () => {
@@ -138,7 +150,7 @@ describe('no-pool ablation on the default model', { skip: !defaultModelPresent()
   for (const objective of [{ score: 'atd', metric: 'fpr95' }, { score: 'ctw', metric: 'auroc' }] as AblationObjective[]) {
     test(`greedy (${objective.score} ${objective.metric}) on a 4-template pool equals brute force over subsets of size <= 2`, async () => {
       const d = model.embedDim;
-      const raw = (await model.encodeTextsNo(classPrompts(CLASSES, GREEDY_POOL), promptWeights.none())).data;
+      const raw = (await model.encodeClassPromptsNo(CLASSES, GREEDY_POOL, [promptWeights.none()])).data;
       const brute = new Map<string, VariantMetrics>();
       for (let a = 0; a < GREEDY_POOL.length; a++) {
         for (let b = a; b < GREEDY_POOL.length; b++) brute.set(`${a},${b}`, slow(ensembleByClass(raw, d, CLASSES.length, GREEDY_POOL.length, a === b ? [a] : [a, b]).data));
@@ -242,15 +254,32 @@ print(json.dumps(out))
     const image = new Float32Array((N_ID + N_OOD) * d);
     image.set(data.id);
     image.set(data.ood, N_ID * d);
-    const backend = new OrtBackend({ executionProviders: ['cpu'] });
-    const scorer = new VariantScorer(image, N_ID + N_OOD, d, yes, CLASSES.length, N_ID, backend, CHUNK_ELEMENTS, '/nonexistent/ablation-worker.js');
-    try {
-      const scored = scorer.score([yes], true, { kind: 'metrics' }).then((r) => r.values);
-      await assert.rejects(scored, /ablation scoring worker \(\/nonexistent\/ablation-worker\.js\) stopped/);
-    } finally {
-      await scorer.close();
-      await backend.dispose();
-    }
+    const scorer = VariantScorer.create({
+      x: image, n: N_ID + N_OOD, d, idN: N_ID, yes, c: CLASSES.length, executionProviders: ['cpu'], chunkElements: CHUNK_ELEMENTS,
+      batchVariants: 16, workers: 2, workerFile: '/nonexistent/ablation-worker.js',
+    });
+    await assert.rejects(scorer, /ablation scoring worker \(\/nonexistent\/ablation-worker\.js\) stopped/);
+  });
+
+  test('a kept scorer is handed out once, under its key only, and releasing closes it', async () => {
+    const d = model.embedDim;
+    const image = new Float32Array((N_ID + N_OOD) * d);
+    image.set(data.id);
+    image.set(data.ood, N_ID * d);
+    const scorer = await VariantScorer.create({ x: image, n: N_ID + N_OOD, d, idN: N_ID, yes, c: CLASSES.length, executionProviders: ['cpu'], chunkElements: CHUNK_ELEMENTS, batchVariants: 16, workers: 2 });
+    const [value] = await scorer.score([yes], { kind: 'objective', score: 'ctw', metric: 'auroc' });
+    keepScorer('key a', scorer);
+    assert.equal(takeKeptScorer('key a'), scorer);
+    assert.equal(takeKeptScorer('key a'), undefined, 'taken: not handed out twice');
+    keepScorer('key a', scorer);
+    assert.deepEqual(await scorer.score([yes], { kind: 'objective', score: 'ctw', metric: 'auroc' }), [value], 'a kept scorer still scores');
+    // Asked for under another key, the kept one is closed (its workers freed) rather than kept idle beside a new one.
+    assert.equal(takeKeptScorer('key b'), undefined);
+    await releaseAblationScorers();
+    assert.equal(scorer.usable, false);
+    assert.equal(takeKeptScorer('key a'), undefined);
+    await assert.rejects(scorer.score([yes], { kind: 'metrics' }), /closed/);
+    await scorer.close(); // the closing that takeKeptScorer began, to its end
   });
 
   test('bad inputs are errors naming the field', async () => {
@@ -271,6 +300,8 @@ print(json.dumps(out))
       [{ objective: { score: 'msp', metric: 'auroc' } as unknown as AblationObjective }, /objective must be/],
       [{ greedySteps: -1 }, /greedySteps must be a non-negative integer/],
       [{ chunkElements: 0 }, /chunkElements must be a positive integer/],
+      [{ scoringWorkers: 0 }, /scoringWorkers must be a positive integer/],
+      [{ executionProviders: [] }, /executionProviders is empty/],
       [{ yesTemplates: ['a photo'] }, /yesTemplates: template "a photo" has no \{\}/],
     ];
     for (const [patch, message] of bad) await assert.rejects(ablateNoPool({ ...base, ...patch }), message);
@@ -279,6 +310,43 @@ print(json.dumps(out))
     controller.abort();
     await assert.rejects(ablateNoPool({ ...base, signal: controller.signal }), { name: 'AbortError' });
   });
+});
+
+test('scoring arithmetic on random features: CTW and j* bit-identical to scoreFeatures, ATD within 1e-5 relative, any row range', async () => {
+  // 301 rows (not a multiple of the kernel's 4), 13 classes, tiles of 40 rows (the last shorter).
+  const [n, d, c] = [301, 128, 13];
+  const next = gaussian(17);
+  const x = normalisedRows(n, d, next);
+  const yes = normalisedRows(c, d, next);
+  const variants = [normalisedRows(c, d, next), normalisedRows(c, d, next), yes];
+  const backend = new OrtBackend({ executionProviders: ['cpu'], intraOpNumThreads: 1 });
+  try {
+    const side = rowSide(x, n, d, yes, c, 0, 40);
+    assert.ok(side.kernel, 'WebAssembly SIMD runs here: the kernel is what is being tested');
+    const dStar = margins(side, variants);
+    // The JavaScript loop, the kernel's fallback, gives the same bits.
+    assert.deepStrictEqual(margins({ ...side, kernel: undefined }, variants), dStar);
+    const graph = await AtdGraph.open(backend, side, 4 * c * 40);
+    const [ctw, atd] = [new Float64Array(variants.length * n), new Float64Array(variants.length * n)];
+    writeScores(side, dStar, n, await graph.sums(variants, yes), ctw, atd);
+    let worst = 0;
+    variants.forEach((no, v) => {
+      const s = scoreFeatures({ image: x, n, dim: d, textYes: yes, textNo: no, classes: c });
+      assert.deepStrictEqual(Array.from(side.predicted), Array.from(s.predicted));
+      assert.deepStrictEqual(ctw.subarray(v * n, (v + 1) * n), s.ctw, `variant ${v}: CTW bit for bit`);
+      for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(atd[v * n + i] - s.atd[i]) / s.atd[i]);
+    });
+    assert.ok(worst <= 1e-5, `ATD relative error ${worst}`);
+    console.log(`# ATD largest relative error against scoreFeatures: ${worst.toExponential(2)}`);
+    // Rows 100..300 on their own (another worker's share): the same numbers for those rows.
+    const part = rowSide(x.subarray(100 * d), n - 100, d, yes, c, 100, 40);
+    assert.deepStrictEqual(Array.from(part.predicted), Array.from(side.predicted.subarray(100)));
+    const partCtw = new Float64Array(variants.length * n);
+    writeScores(part, margins(part, variants), n, undefined, partCtw, undefined);
+    for (let v = 0; v < variants.length; v++) assert.deepStrictEqual(partCtw.subarray(v * n + 100, (v + 1) * n), ctw.subarray(v * n + 100, (v + 1) * n));
+  } finally {
+    await backend.dispose();
+  }
 });
 
 /**

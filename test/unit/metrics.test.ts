@@ -2,11 +2,14 @@
 // extension's tables are compared against numbers those codebases produced.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { ScoreSorter } from '../../extension/engine/analysis/score-sort';
 import {
   auroc,
   auprIn,
   auprOut,
   computeMetrics,
+  detectionMetrics,
+  detectionMetricsOfSorted,
   fpr95FirstAtLeast,
   fpr95Interpolated,
   fpr95Nearest,
@@ -197,6 +200,52 @@ test('idAccuracy matches sklearn accuracy_score and validates lengths', () => {
   assert.equal(idAccuracy(pred, labels), expected);
   assert.throws(() => idAccuracy([1], [1, 2]), /1 predictions but 2 labels/);
   assert.throws(() => idAccuracy([], []), /no samples/);
+});
+
+const sigmoid = (v: number): number => 1 / (1 + Math.exp(-v));
+/** Score sets like the ablation's: probabilities piling up at exactly 1 and near 0, and the big random pair. */
+const LEAN_CASES: Record<string, { id: number[]; ood: number[] }> = {
+  ...CASES,
+  probabilities: { id: normals(3000, 0, 21).map((v) => sigmoid(40 + 30 * v)), ood: normals(1500, 0, 22).map((v) => sigmoid(-5 + 30 * v)) },
+  nearOne: { id: normals(700, 0, 23).map((v) => 1 - 1e-9 * Math.abs(v)), ood: normals(300, 0, 24).map((v) => 1 - 1e-9 * Math.abs(v + 1)) },
+  largeRandom: { id: normals(7000, 0.5, 25), ood: normals(3000, 0, 26) },
+};
+
+test('detectionMetrics and detectionMetricsOfSorted give computeMetrics\' numbers bit for bit', () => {
+  const [idSorter, oodSorter] = [new ScoreSorter(), new ScoreSorter()];
+  for (const [name, c] of Object.entries(LEAN_CASES)) {
+    const m = computeMetrics(c.id, c.ood);
+    const want = { auroc: m.auroc, fpr95: m.fpr95.interpolated, auprIn: m.auprIn, auprOut: m.auprOut };
+    // deepStrictEqual compares numbers with Object.is: every bit, -0 included.
+    assert.deepStrictEqual(detectionMetrics(c.id, c.ood), want, name);
+    const sorted = detectionMetricsOfSorted(idSorter.sort(Float64Array.from(c.id), 'ID'), oodSorter.sort(Float64Array.from(c.ood), 'OOD'));
+    assert.deepStrictEqual(sorted, want, `${name}, sorted by ScoreSorter`);
+  }
+  assert.throws(() => detectionMetrics([], [1]), /ID score set is empty/);
+  assert.throws(() => detectionMetricsOfSorted(new Float64Array(1), new Float64Array(0)), /OOD score set is empty/);
+});
+
+test('ScoreSorter sorts as Float64Array.prototype.sort does: probabilities, ties, clusters finer than float32, any finite values', () => {
+  const next = normals(60_000, 0, 31);
+  let at = 0;
+  const fill = (n: number, f: (v: number) => number) => Float64Array.from({ length: n }, () => f(next[at++ % next.length]));
+  const sets: Record<string, Float64Array> = {
+    probabilities: fill(10_000, (v) => sigmoid(20 * v)),
+    ties: fill(5000, (v) => Math.round(Math.abs(v) * 4) / 16),
+    signedZeros: Float64Array.from([0, -0, 0.5, -0, 1, 0, 1e-300, 1]),
+    nearOne: fill(4000, (v) => 1 - 1e-12 * Math.abs(v)),
+    // Distinct values float32 cannot tell apart: the insertion pass's budget runs out, the native sort finishes.
+    cluster: fill(3000, (v) => 0.3 + 1e-13 * v),
+    outsideUnit: fill(3000, (v) => 1e3 * v),
+    one: Float64Array.from([0.25]),
+  };
+  const sorter = new ScoreSorter();
+  for (const [name, scores] of Object.entries(sets)) {
+    const want = Array.from(scores.slice().sort(), (v) => (v === 0 ? 0 : v));
+    assert.deepStrictEqual(Array.from(sorter.sort(scores, 'ID')), want, name);
+  }
+  assert.throws(() => sorter.sort(Float64Array.from([0.1, 0.2, 0.3, NaN]), 'ID'), /ID score 3 is not finite/);
+  assert.throws(() => sorter.sort(new Float64Array(0), 'OOD'), /OOD score set is empty/);
 });
 
 test('50,000 ID + 50,000 OOD scores take well under 100 ms', () => {

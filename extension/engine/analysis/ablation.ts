@@ -16,11 +16,13 @@
 // forms it (float64 dot products rounded to float32 logits): bit-identical to scoreFeatures on the
 // same features. ATD = sum_j p_j sigmoid(L_j - Lno_j): the j* term the same exact way, the other
 // classes' terms from an onnxruntime graph (one float32 GEMM of K variants' class features against
-// an image chunk baked into the session, then the sums), whose ~1e-5 logit error (scoring-graph.ts)
-// leaves ATD within ~1e-5 relative of scores.ts (far less where the j* term dominates): metrics
-// agree (tests: to 1e-9) unless an ID and an OOD score are that close. Above 0.5, ATD is taken as
-// 1 - p_ood with p_ood summed alike, which keeps its digits near 1. Memory: the images and the
-// off-j* softmax live in the sessions (N x (D + C) floats); intermediates hold chunkElements.
+// a tile of images, then the sums), whose ~1e-5 logit error (scoring-graph.ts) leaves ATD within
+// ~1e-5 relative of scores.ts (far less where the j* term dominates): metrics agree (tests: to
+// 1e-9) unless an ID and an OOD score are that close. Above 0.5, ATD is taken as 1 - p_ood with
+// p_ood summed alike, which keeps its digits near 1. The metrics are computeMetrics' to the bit
+// (metrics.ts detectionMetricsOfSorted). Memory: the scoring workers hold the images, float64
+// copies and the off-j* softmax (N x (3D + C) floats in all), each graph run chunkElements per
+// worker, and each batch in flight its scores (2 x K x N doubles).
 //
 // No "linear trick" (per-template logits cached, subsets summed without a GEMM): ATD needs all
 // N x C no-logits of each variant, the sigmoid pass over them costs about what the GEMM would
@@ -32,10 +34,11 @@
 // always taken, later ones only when strictly better; it stops at greedySteps or an exhausted
 // pool. Each learned-prompt subset costs C x (yes templates) no-tower forwards: that dominates.
 //
-// Pieces: ablation-pools.ts builds variants' features, variant-scorer.ts scores them,
-// variant-memo.ts remembers their metrics across runs (input.memo; a kernel keeps one).
+// Pieces: ablation-pools.ts builds variants' features, variant-scorer.ts scores them in worker
+// threads (ablation-worker.ts, variant-math.ts, atd-graph.ts) and keeps its workers for the next
+// run on the same images (releaseAblationScorers frees them at once), variant-memo.ts remembers
+// variants' metrics across runs (input.memo; a kernel keeps one).
 import * as os from 'node:os';
-import { OrtBackend } from '../backend';
 import type { ClipnModel, PromptMix } from '../encoder';
 import { idAccuracy } from '../metrics';
 import { checkTemplates, classPrompts, defaultTemplates, ensembleByClass } from '../prompts';
@@ -45,7 +48,8 @@ import type { PoolFeatures, TextContext } from './ablation-pools';
 import { digest, VariantMemo } from './variant-memo';
 import { SCALE } from './variant-math';
 import type { ScoreMetrics, VariantMetrics, Want } from './variant-math';
-import { CHUNK_ELEMENTS, VariantScorer } from './variant-scorer';
+import { CHUNK_ELEMENTS, keepScorer, takeKeptScorer, VariantScorer } from './variant-scorer';
+export { releaseAblationScorers } from './variant-scorer';
 
 export type AblationPool =
   /** The model's learned "no" prompts; `indices` picks the pool (default all). */
@@ -96,9 +100,11 @@ export interface AblationInput {
   greedySteps?: number;
   /** Prompts per text-encoder run (default 2048, measured fastest on the 2-core machine). */
   textBatchSize?: number;
-  /** Runs the ATD graph (default: a CPU-only backend of its own with one thread fewer than the cores, released at the end). */
-  backend?: OrtBackend;
-  /** Elements per ATD graph intermediate, K variants x C x image rows (default 2^22): bounds memory. */
+  /** onnxruntime providers for the ATD graph, tried in order in each scoring worker (default ['cpu']). */
+  executionProviders?: readonly string[];
+  /** Scoring worker threads, each with a share of the images (default: the cores, at most 8). */
+  scoringWorkers?: number;
+  /** Elements per ATD graph intermediate, variants x C x image rows (default 2^19): bounds memory per worker. */
   chunkElements?: number;
   /**
    * Variants' metrics remembered across runs (a kernel keeps one): a variant whose features,
@@ -125,7 +131,7 @@ export interface AblationResult {
   notes: string[];
   /** variantsScored: computed in this run; variantsFromMemo: taken from `memo`. */
   counts: { textPrompts: number; variantsScored: number; variantsFromMemo: number };
-  /** Wall seconds: all text encoding; yes logits + graph session; scoring the rows; greedy scoring; total. */
+  /** Wall seconds: all text encoding; the scoring workers' start (yes side, sessions; ~0 with the last run's kept scorer); scoring the rows; greedy scoring; total. */
   seconds: { text: number; setup: number; rows: number; greedy: number; total: number };
 }
 
@@ -137,8 +143,9 @@ export class AblationError extends Error {
 }
 
 const DEFAULT_GREEDY_STEPS = 8;
-/** Batches whose values the scoring worker may still be computing while the next batch runs. */
-const MAX_BATCHES_IN_FLIGHT = 2;
+/** Batches whose values the scoring workers may still be computing while the next is built. */
+const MAX_BATCHES_IN_FLIGHT = 4;
+const MAX_WORKERS = 8;
 
 // ---------------------------------------------------------------------------------------------
 // Input checks: every message names the field.
@@ -196,7 +203,11 @@ function validate(input: AblationInput) {
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new AblationError(`textBatchSize must be a positive integer (got ${batchSize})`);
   const chunkElements = input.chunkElements ?? CHUNK_ELEMENTS;
   if (!Number.isInteger(chunkElements) || chunkElements < 1) throw new AblationError(`chunkElements must be a positive integer (got ${chunkElements})`);
-  return { yesTemplates, positions, objective, maxSteps, batchSize, chunkElements };
+  const workers = input.scoringWorkers ?? Math.min(MAX_WORKERS, os.availableParallelism());
+  if (!Number.isInteger(workers) || workers < 1) throw new AblationError(`scoringWorkers must be a positive integer (got ${workers})`);
+  const providers = input.executionProviders ?? ['cpu'];
+  if (!Array.isArray(providers) || providers.length === 0) throw new AblationError('executionProviders is empty: give e.g. ["cpu"]');
+  return { yesTemplates, positions, objective, maxSteps, batchSize, chunkElements, workers, providers };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -221,10 +232,10 @@ class Evaluator {
 
   /**
    * Values for `todo` (distinct subsets): from the memo where the variant's features were scored
-   * before, else scored in batches; `want` (named by `tag` in the memo) is what a value is. A
-   * batch's values are computed by the scorer's worker while the next batch's graph runs here.
+   * before, else scored in batches; `want` (named by `tag` in the memo) is what a value is. The
+   * scorer's workers compute a batch's values while this thread builds the next batch's features.
    */
-  private async run<T extends VariantMetrics | number>(todo: number[][], withAtd: boolean, want: Want, tag: string,
+  private async run<T extends VariantMetrics | number>(todo: number[][], want: Want, tag: string,
     recall: (key: (tag: string) => string) => T | undefined, keep: (s: number[], v: T) => void,
     progress?: (done: number, total: number) => void): Promise<void> {
     const inFlight: Array<Promise<void>> = [];
@@ -250,8 +261,7 @@ class Evaluator {
         advance(batch.length);
         continue;
       }
-      const { values } = await this.scorer.score(missing.map((i) => features[i]), withAtd, want);
-      const landed = values.then((vs) => {
+      const landed = this.scorer.score(missing.map((i) => features[i]), want).then((vs) => {
         missing.forEach((i, m) => {
           keep(batch[i], vs[m] as T);
           memo?.memo.set(keyOf(i)(tag), vs[m]);
@@ -267,7 +277,7 @@ class Evaluator {
 
   async metrics(subsets: readonly number[][], progress?: (done: number, total: number) => void): Promise<VariantMetrics[]> {
     const todo = unique(subsets.filter((s) => !this.known.has(key(s))));
-    await this.run<VariantMetrics>(todo, true, { kind: 'metrics' }, 'metrics',
+    await this.run<VariantMetrics>(todo, { kind: 'metrics' }, 'metrics',
       (k) => this.memo!.memo.get(k('metrics')) as VariantMetrics | undefined, (s, v) => this.known.set(key(s), v), progress);
     return subsets.map((s) => this.known.get(key(s))!);
   }
@@ -278,7 +288,7 @@ class Evaluator {
     for (const s of subsets) if (this.known.has(key(s))) values.set(key(s), this.known.get(key(s))![o.score][o.metric]);
     const todo = unique(subsets.filter((s) => !values.has(key(s))));
     const tag = `${o.score}.${o.metric}`;
-    await this.run<number>(todo, o.score === 'atd', { kind: 'objective', score: o.score, metric: o.metric }, tag,
+    await this.run<number>(todo, { kind: 'objective', score: o.score, metric: o.metric }, tag,
       (k) => {
         const full = this.memo!.memo.get(k('metrics')) as VariantMetrics | undefined;
         return full ? full[o.score][o.metric] : (this.memo!.memo.get(k(tag)) as number | undefined);
@@ -310,7 +320,7 @@ async function greedySelection(evaluator: Evaluator, p: number, maxSteps: number
 /** Ablation of a "no" prompt pool; see the module comment. */
 export async function ablateNoPool(input: AblationInput): Promise<AblationResult> {
   const t0 = performance.now();
-  const { yesTemplates, positions, objective, maxSteps, batchSize, chunkElements } = validate(input);
+  const { yesTemplates, positions, objective, maxSteps, batchSize, chunkElements, workers, providers } = validate(input);
   const { model, classes, idN, oodN } = input;
   const [c, d] = [classes.length, model.embedDim];
   const degenerate = { atd: createScores(0, c).degenerate.atd };
@@ -322,19 +332,25 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
   const yes = ensembleByClass(yesRaw.data, d, c, yesTemplates.length).data;
   const pool = input.pool.kind === 'templates' ? await templatePool(ctx, input.pool) : learnedPool(ctx, positions);
 
+  // Not started before the pool's text encoding to overlap with it: measured slower, the
+  // workers' setup holds up the encoder's two threads more than it saves.
   const tSetup = performance.now();
   const images = new Float32Array((idN + oodN) * d);
   images.set(input.idFeatures);
   images.set(input.oodFeatures, idN * d);
-  // One core fewer than the machine has: the scoring worker computes beside the graph runs.
-  const backend = input.backend ?? new OrtBackend({ executionProviders: ['cpu'], intraOpNumThreads: Math.max(1, os.availableParallelism() - 1) });
+  // The ATD graph's providers are part of the context: another provider gives other float32 sums.
+  const context = digest(images, yes, `idN ${idN} scale ${SCALE}`, `providers ${providers.join()}`);
+  const scorerKey = `${context}|chunk ${chunkElements} batch ${VARIANTS_PER_BATCH} workers ${workers}`;
   let scorer: VariantScorer | undefined;
+  let finished = false;
   try {
-    scorer = new VariantScorer(images, idN + oodN, d, yes, c, idN, backend, chunkElements);
+    scorer = takeKeptScorer(scorerKey) ?? await VariantScorer.create({
+      x: images, n: idN + oodN, d, idN, yes, c, executionProviders: providers, chunkElements, batchVariants: VARIANTS_PER_BATCH, workers,
+    });
+    const scored0 = scorer.scored;
     const accuracy = input.idLabels ? idAccuracy(scorer.predicted.subarray(0, idN), input.idLabels) : undefined;
     if (accuracy !== undefined) notes.push(`ID accuracy ${(100 * accuracy).toFixed(2)}% for every variant: the predicted class comes from the yes side only`);
-    // The ATD graph's backend is part of the context: another provider gives other float32 sums.
-    const memo = input.memo && { memo: input.memo, context: digest(images, yes, `idN ${idN} scale ${SCALE}`, `providers ${input.backend?.executionProviders.join() ?? 'cpu'}`) };
+    const memo = input.memo && { memo: input.memo, context };
     const evaluator = new Evaluator(scorer, pool, memo, input.signal);
     const setup = (performance.now() - tSetup) / 1000;
     /** A phase's wall seconds without the text encoding inside it. */
@@ -352,6 +368,7 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
     const [greedy, greedySeconds] = await phase(() => greedySelection(evaluator, p, maxSteps, objective, input.onProgress));
     const steps = greedy.steps.map((s) => ({ ...s, label: pool.labels[s.added], change: difference(s.metrics, full) }));
     const last = steps[steps.length - 1];
+    finished = true;
     return {
       kind: input.pool.kind,
       prompts: pool.labels,
@@ -363,11 +380,12 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
       idAccuracy: accuracy,
       degenerate,
       notes,
-      counts: { textPrompts: ctx.spent.prompts, variantsScored: scorer.scored, variantsFromMemo: evaluator.fromMemo },
+      counts: { textPrompts: ctx.spent.prompts, variantsScored: scorer.scored - scored0, variantsFromMemo: evaluator.fromMemo },
       seconds: { text: ctx.spent.seconds, setup, rows, greedy: greedySeconds, total: (performance.now() - t0) / 1000 },
     };
   } finally {
-    await scorer?.close();
-    if (!input.backend) await backend.dispose();
+    // A run that failed or was aborted may leave batches in the workers: that scorer is not reused.
+    if (scorer && finished) keepScorer(scorerKey, scorer);
+    else await scorer?.close();
   }
 }

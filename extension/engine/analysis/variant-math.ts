@@ -1,101 +1,217 @@
-// The ablation's per-variant arithmetic, free of onnxruntime so that a worker thread can run it
-// beside the main thread's graph runs (ablation-worker.ts): exact CTW margins, ATD from the ATD
-// graph's sums, and the metrics of both. The main thread and the worker run this same code, so
-// where it runs does not change a bit of the results.
-import { auroc, computeMetrics, fpr95Interpolated } from '../metrics';
+// The ablation's arithmetic on one range of image rows, a scoring worker's share
+// (ablation-worker.ts): the yes side of those rows, exact CTW margins, CTW and ATD scores from
+// the margins and the ATD graph's sums (atd-graph.ts), and the metrics of a variant's scores.
+// Free of onnxruntime. A row's yes side, margins and CTW depend on that row alone, so how the
+// rows are split between workers does not change a bit of them (the graph's float32 ATD sums
+// may differ in their last bits with other tiles).
+import { detectionMetricsOfSorted, type DetectionMetrics } from '../metrics';
+import { matmulTransposed } from '../scores';
+import { MarginKernel } from './margins-wasm';
+import { ScoreSorter } from './score-sort';
 
 /** CLIPN's inference scale (scores.ts's default). */
 export const SCALE = 100;
 
 /** fpr95: CLIPN's, on the linearly interpolated ROC curve. */
-export interface ScoreMetrics { auroc: number; fpr95: number; auprIn: number; auprOut: number }
+export type ScoreMetrics = DetectionMetrics;
 export interface VariantMetrics { ctw: ScoreMetrics; atd: ScoreMetrics }
 
 /** What a variant's scores are reduced to: all metrics, or the greedy objective's one number. */
 export type Want = { kind: 'metrics' } | { kind: 'objective'; score: 'ctw' | 'atd'; metric: 'auroc' | 'fpr95' };
 export type VariantValue = VariantMetrics | number;
 
-/** The images and the yes side every variant shares (ID rows first). */
-export interface YesSide {
-  /** [n, d] L2-normalised image features. */
-  x: Float32Array;
-  n: number;
+/** The yes side of image rows start..start + rows, shared by every variant. */
+export interface RowSide {
+  start: number;
+  rows: number;
   d: number;
-  idN: number;
-  /** Per image: j*, L_j* as scores.ts forms it, and the softmax probability at j*. */
+  c: number;
+  /** [rows, d] L2-normalised image features (the ATD graph's input). */
+  x: Float32Array;
+  /** Per row: j* as scores.ts picks it, and the softmax probability at j*. */
   predicted: Int32Array;
-  lyStar: Float32Array;
   pStar: Float64Array;
+  /**
+   * The rows in order of j* (classStart[j]..classStart[j + 1] have j* = j), as float64 features
+   * (in the margin kernel's memory where WebAssembly SIMD runs) and L_j*.
+   */
+  order: Int32Array;
+  classStart: Int32Array;
+  xByClass: Float64Array;
+  lyByClass: Float64Array;
+  kernel?: MarginKernel;
+  /** ATD graph tiles of tileRows rows (the last may be shorter): each one's off-j* softmax, [C, tile rows]. */
+  tileRows: number;
+  pRest: Float32Array[];
 }
 
-/** One graph run's output: [2m, rows] sums for variants v0..v0+m-1 over image rows start.. */
-export interface SumsPiece { start: number; rows: number; v0: number; m: number; data: Float32Array }
+/**
+ * The yes side as scores.ts forms it: float32 logits fround(SCALE * float64 dot), each dot summed
+ * in index order (matmulTransposed's arithmetic; the margin kernel's where it runs, which is the
+ * same sums), j* the first largest, the softmax in float64.
+ */
+export function rowSide(x: Float32Array, rows: number, d: number, yes: Float32Array, c: number, start: number, tileRows: number): RowSide {
+  const kernel = MarginKernel.create(rows, d);
+  const l = kernel ? kernelLogits(kernel, x, rows, d, yes, c) : new Float32Array(rows * c);
+  if (!kernel) matmulTransposed(x, rows, yes, c, d, SCALE, l);
+  const predicted = new Int32Array(rows);
+  const lyStar = new Float32Array(rows);
+  const pStar = new Float64Array(rows);
+  const pRest: Float32Array[] = [];
+  const e = new Float64Array(c);
+  for (let t0 = 0; t0 < rows; t0 += tileRows) {
+    const r = Math.min(tileRows, rows - t0);
+    const pT = new Float32Array(c * r);
+    for (let i = 0, o = t0 * c; i < r; i++, o += c) {
+      let jStar = 0;
+      for (let j = 1; j < c; j++) if (l[o + j] > l[o + jStar]) jStar = j;
+      let z = 0;
+      for (let j = 0; j < c; j++) z += (e[j] = Math.exp(l[o + j] - l[o + jStar]));
+      for (let j = 0; j < c; j++) if (j !== jStar) pT[j * r + i] = e[j] / z;
+      [predicted[t0 + i], lyStar[t0 + i], pStar[t0 + i]] = [jStar, l[o + jStar], 1 / z];
+    }
+    pRest.push(pT);
+  }
+  const classStart = new Int32Array(c + 1);
+  for (let i = 0; i < rows; i++) classStart[predicted[i] + 1]++;
+  for (let j = 0; j < c; j++) classStart[j + 1] += classStart[j];
+  const order = new Int32Array(rows);
+  const next = classStart.slice(0, c);
+  for (let i = 0; i < rows; i++) order[next[predicted[i]]++] = i;
+  const xByClass = kernel ? new Float64Array(kernel.memory.buffer, kernel.layout.x, rows * d) : new Float64Array(rows * d);
+  const lyByClass = new Float64Array(rows);
+  for (let r = 0; r < rows; r++) {
+    xByClass.set(x.subarray(order[r] * d, (order[r] + 1) * d), r * d);
+    lyByClass[r] = lyStar[order[r]];
+  }
+  return { start, rows, d, c, x, predicted, pStar, order, classStart, xByClass, lyByClass, kernel, tileRows, pRest };
+}
 
-/** d* = L_j* - Lno_j*, both logits as scores.ts forms them; four variants share each image row. */
-export function margins(y: YesSide, variants: readonly Float32Array[]): Float64Array[] {
-  const { x, n, d } = y;
+/** [rows, c] yes logits by the margin kernel, four classes at a time over the rows in their order. */
+function kernelLogits(kernel: MarginKernel, x: Float32Array, rows: number, d: number, yes: Float32Array, c: number): Float32Array {
+  const { layout, memory } = kernel;
+  new Float64Array(memory.buffer, layout.x, rows * d).set(x.subarray(0, rows * d));
+  const g = new Float64Array(memory.buffer, layout.g, 4 * d);
+  const sums = new Float64Array(memory.buffer, layout.out, 4 * rows);
+  const l = new Float32Array(rows * c);
+  for (let q = 0; q < c; q += 4) {
+    for (let u = 0; u < 4; u++) {
+      const j = Math.min(q + u, c - 1);
+      for (let t = 0; t < d; t++) g[4 * t + u] = yes[j * d + t];
+    }
+    kernel.dots(layout.x, layout.g, layout.out, Math.ceil(rows / 4), d);
+    for (let i = 0; i < rows; i++) for (let u = 0; u < 4 && q + u < c; u++) l[i * c + q + u] = SCALE * sums[4 * i + u];
+  }
+  return l;
+}
+
+/**
+ * d* = L_j* - Lno_j* per row and variant, Lno_j* = fround(SCALE * float64 dot) exactly as
+ * scores.ts forms it (each dot summed in index order). Rows are taken by class so that four
+ * variants' class-j* features sit in one small float64 table, and two rows share each load of it.
+ */
+export function margins(side: RowSide, variants: readonly Float32Array[]): Float64Array[] {
+  const { rows, d, c, classStart } = side;
   const k = variants.length;
-  const out = variants.map(() => new Float64Array(n));
-  // Groups of four (the last padded with repeats), so four independent sums share each x load.
-  const groups = Array.from({ length: Math.ceil(k / 4) }, (_, q) => [0, 1, 2, 3].map((u) => variants[Math.min(4 * q + u, k - 1)]));
-  for (let i = 0; i < n; i++) {
-    const xo = i * d;
-    const go = y.predicted[i] * d;
-    const ly = y.lyStar[i];
-    for (let q = 0; q < groups.length; q++) {
-      const g = groups[q];
-      const g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      for (let t = 0; t < d; t++) {
-        const xv = x[xo + t];
-        s0 += xv * g0[go + t];
-        s1 += xv * g1[go + t];
-        s2 += xv * g2[go + t];
-        s3 += xv * g3[go + t];
+  const out = variants.map(() => new Float64Array(rows));
+  const g = new Float64Array(4 * d); // [t][u]: variant u's class-j feature
+  for (let q = 0; q < k; q += 4) {
+    // The last group repeats its last variant: the kernel always computes four.
+    const g0 = variants[q], g1 = variants[Math.min(q + 1, k - 1)], g2 = variants[Math.min(q + 2, k - 1)], g3 = variants[Math.min(q + 3, k - 1)];
+    const o = [out[q], out[Math.min(q + 1, k - 1)], out[Math.min(q + 2, k - 1)], out[Math.min(q + 3, k - 1)]];
+    for (let j = 0; j < c; j++) {
+      if (classStart[j] === classStart[j + 1]) continue;
+      for (let t = 0, f = j * d; t < d; t++, f++) {
+        g[4 * t] = g0[f];
+        g[4 * t + 1] = g1[f];
+        g[4 * t + 2] = g2[f];
+        g[4 * t + 3] = g3[f];
       }
-      const v = 4 * q;
-      out[v][i] = ly - Math.fround(SCALE * s0);
-      if (v + 1 < k) out[v + 1][i] = ly - Math.fround(SCALE * s1);
-      if (v + 2 < k) out[v + 2][i] = ly - Math.fround(SCALE * s2);
-      if (v + 3 < k) out[v + 3][i] = ly - Math.fround(SCALE * s3);
+      if (side.kernel) kernelMargins(side, side.kernel, j, g, o);
+      else classMargins(side, j, g, o[0], o[1], o[2], o[3]);
     }
   }
   return out;
 }
 
-/** ATD per image and variant: the graph's off-j* sums plus the exact j* term. */
-export function atdScores(y: YesSide, dStar: readonly Float64Array[], pieces: readonly SumsPiece[]): Float64Array[] {
-  const atd = dStar.map(() => new Float64Array(y.n));
-  for (const { start, rows, v0, m, data } of pieces) {
-    for (let v = 0; v < m; v++) {
-      const [a, ds] = [atd[v0 + v], dStar[v0 + v]];
-      for (let i = 0, row = start; i < rows; i++, row++) {
-        const yesSum = data[v * rows + i] + y.pStar[row] / (1 + Math.exp(-ds[row]));
-        a[row] = yesSum <= 0.5 ? yesSum : 1 - (data[(m + v) * rows + i] + y.pStar[row] / (1 + Math.exp(ds[row])));
-      }
+/** classMargins through the WebAssembly kernel (margins-wasm.ts): the same sums, bit for bit. */
+function kernelMargins(side: RowSide, kernel: MarginKernel, j: number, g: Float64Array, o: Float64Array[]): void {
+  const { d, order, lyByClass: ly } = side;
+  const { layout, memory } = kernel;
+  const [r0, r1] = [side.classStart[j], side.classStart[j + 1]];
+  new Float64Array(memory.buffer, layout.g, 4 * d).set(g);
+  kernel.dots(layout.x + r0 * d * 8, layout.g, layout.out, Math.ceil((r1 - r0) / 4), d);
+  const sums = new Float64Array(memory.buffer, layout.out, 4 * (r1 - r0));
+  for (let r = r0, at = 0; r < r1; r++, at += 4) {
+    const i = order[r], l = ly[r];
+    o[0][i] = l - Math.fround(SCALE * sums[at]);
+    o[1][i] = l - Math.fround(SCALE * sums[at + 1]);
+    o[2][i] = l - Math.fround(SCALE * sums[at + 2]);
+    o[3][i] = l - Math.fround(SCALE * sums[at + 3]);
+  }
+}
+
+/** The kernel of margins(): class j's rows against four variants, two rows at a time (a small function, so V8 optimises it whole). */
+function classMargins(side: RowSide, j: number, g: Float64Array, o0: Float64Array, o1: Float64Array, o2: Float64Array, o3: Float64Array): void {
+  const { d, order, xByClass: x, lyByClass: ly } = side;
+  const end = side.classStart[j + 1];
+  let r = side.classStart[j];
+  for (; r + 1 < end; r += 2) {
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+    for (let t = 0, xa = r * d, xb = xa + d; t < d; t++) {
+      const va = x[xa + t];
+      const vb = x[xb + t];
+      const h0 = g[4 * t], h1 = g[4 * t + 1], h2 = g[4 * t + 2], h3 = g[4 * t + 3];
+      a0 += va * h0; a1 += va * h1; a2 += va * h2; a3 += va * h3;
+      b0 += vb * h0; b1 += vb * h1; b2 += vb * h2; b3 += vb * h3;
+    }
+    const ia = order[r], la = ly[r], ib = order[r + 1], lb = ly[r + 1];
+    o0[ia] = la - Math.fround(SCALE * a0); o1[ia] = la - Math.fround(SCALE * a1); o2[ia] = la - Math.fround(SCALE * a2); o3[ia] = la - Math.fround(SCALE * a3);
+    o0[ib] = lb - Math.fround(SCALE * b0); o1[ib] = lb - Math.fround(SCALE * b1); o2[ib] = lb - Math.fround(SCALE * b2); o3[ib] = lb - Math.fround(SCALE * b3);
+  }
+  if (r < end) {
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (let t = 0, xa = r * d; t < d; t++) {
+      const va = x[xa + t];
+      a0 += va * g[4 * t]; a1 += va * g[4 * t + 1]; a2 += va * g[4 * t + 2]; a3 += va * g[4 * t + 3];
+    }
+    const ia = order[r], la = ly[r];
+    o0[ia] = la - Math.fround(SCALE * a0); o1[ia] = la - Math.fround(SCALE * a1); o2[ia] = la - Math.fround(SCALE * a2); o3[ia] = la - Math.fround(SCALE * a3);
+  }
+}
+
+/**
+ * Variant v's scores of these rows into ctw / atd (each [k, n], row start + i at v * n + start + i):
+ * CTW = sigmoid(d*) as scores.ts computes it; ATD from the graph's off-j* sums `sums` ([2k, rows]:
+ * yes sums, then no sums) plus the j* term, taken as 1 - p_ood above 0.5. One exp serves CTW and
+ * both j* terms: sigmoid(-d*) = 1 / (1 + 1/e), which is also right at e = 0 and e = Infinity.
+ */
+export function writeScores(side: RowSide, dStar: readonly Float64Array[], n: number, sums: Float32Array | undefined, ctw: Float64Array | undefined, atd: Float64Array | undefined): void {
+  const { rows, start, pStar } = side;
+  const k = dStar.length;
+  for (let v = 0; v < k; v++) {
+    const ds = dStar[v];
+    const at = v * n + start;
+    if (!atd || !sums) {
+      if (ctw) for (let i = 0; i < rows; i++) ctw[at + i] = 1 / (1 + Math.exp(-ds[i]));
+      continue;
+    }
+    const [yesSums, noSums] = [v * rows, (k + v) * rows];
+    for (let i = 0; i < rows; i++) {
+      const e = Math.exp(-ds[i]);
+      if (ctw) ctw[at + i] = 1 / (1 + e);
+      const yesSum = sums[yesSums + i] + pStar[i] / (1 + e);
+      atd[at + i] = yesSum <= 0.5 ? yesSum : 1 - (sums[noSums + i] + pStar[i] / (1 + 1 / e));
     }
   }
-  return atd;
 }
 
-const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
+/** Metrics of [n] scores whose first idN are ID, with sorting buffers kept between calls. */
+export class MetricsOfScores {
+  private readonly id = new ScoreSorter();
+  private readonly ood = new ScoreSorter();
 
-function summary(scores: Float64Array, nId: number): ScoreMetrics {
-  const m = computeMetrics(scores.subarray(0, nId), scores.subarray(nId));
-  return { auroc: m.auroc, fpr95: m.fpr95.interpolated, auprIn: m.auprIn, auprOut: m.auprOut };
-}
-
-/** One of summary()'s metrics alone, by the same function (greedy candidates need no more). */
-function metricOf(scores: Float64Array, nId: number, metric: 'auroc' | 'fpr95'): number {
-  const [id, ood] = [scores.subarray(0, nId), scores.subarray(nId)];
-  return metric === 'auroc' ? auroc(id, ood) : fpr95Interpolated(id, ood);
-}
-
-/** Each variant's value from its margins (and ATD scores when the graph ran). */
-export function valuesOf(y: YesSide, dStar: readonly Float64Array[], atd: readonly Float64Array[] | undefined, want: Want): VariantValue[] {
-  return dStar.map((ds, v) => {
-    const ctw = ds.map(sigmoid);
-    if (want.kind === 'metrics') return { ctw: summary(ctw, y.idN), atd: summary(atd![v], y.idN) };
-    return metricOf(want.score === 'ctw' ? ctw : atd![v], y.idN, want.metric);
-  });
+  of(scores: Float64Array, idN: number): DetectionMetrics {
+    return detectionMetricsOfSorted(this.id.sort(scores.subarray(0, idN), 'ID'), this.ood.sort(scores.subarray(idN), 'OOD'));
+  }
 }
