@@ -13,7 +13,7 @@ import type { ImageInput } from './preprocess';
 import { PreprocessPool, resolvePreprocessWorkers } from './preprocess-pool';
 import type { PreprocessPoolStats, PreprocessWorkersSetting } from './preprocess-pool';
 import { gatherIds, planTextBatches, tokenLengths } from './text-lengths';
-import { fillTemplate } from './prompts';
+import { classPrompts } from './prompts';
 import { promptWeights, weightMatrix } from './prompt-weights';
 import type { PromptMix, PromptWeightsInput } from './prompt-weights';
 import { encodeSharedPrefix, KV_INPUTS, splitPoint } from './shared-prefix';
@@ -476,34 +476,31 @@ export class ClipnModel {
    * encodeTextsNo's to float rounding (~1e-7) and are remembered apart from them.
    */
   encodeClassPromptsNo(classes: readonly string[], templates: readonly string[], mixes: readonly PromptMix[], opts: EncodeTextsOptions = {}): Promise<Embeddings> {
-    const texts: string[] = [];
-    const rowMix: number[] = [];
-    const rowTemplate: number[] = [];
-    mixes.forEach((_, m) => {
-      for (const name of classes) {
-        templates.forEach((t, k) => {
-          texts.push(fillTemplate(t, name));
-          rowMix.push(m);
-          rowTemplate.push(k);
-        });
-      }
-    });
-    if (!this.sharesPromptBeginnings) return this.encodeTextsNo(texts, rowMix.map((m) => mixes[m]), opts);
+    // Every mix sees the same class x template texts: row i is text i % perMix of mix i / perMix.
+    const filled = classPrompts(classes, templates);
+    const perMix = filled.length;
+    const texts = mixes.flatMap(() => filled);
+    if (!this.sharesPromptBeginnings) return this.encodeTextsNo(texts, texts.map((_, i) => mixes[Math.floor(i / perMix)]), opts);
     const weights = mixes.map((mix) => this.weightMatrix(mix, 1));
     const beginnings = templates.map((t) => t.slice(0, Math.max(0, t.indexOf('{}'))));
     // A text's split follows from its text and its template's beginning, so the key names both
     // (no tokenising for rows the memo holds).
     const mixKeys = weights.map((w) => textKey('no', '', w));
-    const key = (i: number) => sharedPrefixKey(texts[i], mixKeys[rowMix[i]], beginnings[rowTemplate[i]]);
+    const key = (i: number) => sharedPrefixKey(texts[i], mixKeys[Math.floor(i / perMix)], beginnings[i % templates.length]);
     return this.memoTexts(texts, opts, key, async (missing, store) => {
       const beginningIds = beginnings.map((b) => [this.tokenizer.sot, ...this.tokenizer.encode(b)]);
+      const own = new Map<number, { ids: number[]; split: number }>(); // per text, whatever the mix
       const rows: SharedPrefixRow[] = missing.map((i) => {
-        const full = this.tokenizer.tokenizeOne(texts[i]);
-        const ids = full.slice(0, full.indexOf(this.tokenizer.eot) + 1);
-        const [m, k] = [rowMix[i], rowTemplate[i]];
-        const split = splitPoint(ids, beginningIds[k]);
+        const [m, text, k] = [Math.floor(i / perMix), i % perMix, i % templates.length];
+        let split = own.get(text);
+        if (!split) {
+          const full = this.tokenizer.tokenizeOne(filled[text]);
+          const ids = full.slice(0, full.indexOf(this.tokenizer.eot) + 1);
+          split = { ids, split: splitPoint(ids, beginningIds[k]) };
+          own.set(text, split);
+        }
         // Texts of one template and mix that split alike begin with the same ids: one past.
-        return { ids, split, weights: weights[m], past: `${m} ${k} ${split}` };
+        return { ids: split.ids, split: split.split, weights: weights[m], past: `${m} ${k} ${split.split}` };
       });
       const { layers, heads, width } = this.manifest.architecture.text;
       const shape = { layers, heads, headWidth: width / heads, prompts: this.numPrompts, embedDim: this.embedDim };

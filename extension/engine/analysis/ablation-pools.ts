@@ -71,10 +71,24 @@ export async function templatePool(ctx: TextContext, pool: Extract<AblationPool,
     const out = new Float32Array(c * d);
     let m = 0;
     if (prefixes) while (m < subset.length && subset[m] === m) m++;
+    const n = subset.length;
+    const d4 = d - (d % 4);
     for (let k = 0; k < c; k++) {
-      if (prefixes) acc.set(prefixes.subarray((m * c + k) * d, (m * c + k + 1) * d));
+      if (prefixes) for (let j = 0, a = (m * c + k) * d; j < d; j++) acc[j] = prefixes[a + j];
       else acc.fill(0);
-      for (let q = prefixes ? m : 0; q < subset.length; q++) for (let j = 0, b = (k * t + subset[q]) * d; j < d; j++) acc[j] += unit[b + j];
+      // Each element's additions in subset order (the bits of ensembleByClass); four elements per
+      // step only lets the CPU overlap independent sums (~3x faster than one at a time).
+      for (let q = prefixes ? m : 0; q < n; q++) {
+        const b = (k * t + subset[q]) * d;
+        let j = 0;
+        for (; j < d4; j += 4) {
+          acc[j] += unit[b + j];
+          acc[j + 1] += unit[b + j + 1];
+          acc[j + 2] += unit[b + j + 2];
+          acc[j + 3] += unit[b + j + 3];
+        }
+        for (; j < d; j++) acc[j] += unit[b + j];
+      }
       let norm = 0;
       for (let j = 0; j < d; j++) norm += acc[j] * acc[j];
       const inv = norm > 0 ? 1 / Math.sqrt(norm) : 0;
