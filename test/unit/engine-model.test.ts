@@ -12,14 +12,8 @@ import { readNpy } from '../../extension/engine/npy';
 import { copyModelFolder, DEFAULT_MODEL_DIR, defaultModelPresent, exportMicro } from './helpers/models';
 import { runPythonJson } from './helpers/python';
 import { rowCosines } from '../../extension/engine/vectors';
+import { maxAbsDiff } from './helpers/arrays';
 
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 /** Writes n small random PNGs (seeded) of varied sizes. */
 async function writeImages(dir: string, n: number, prefix = 'img'): Promise<string[]> {

@@ -18,6 +18,7 @@ import { learnedPromptAblation } from '../../extension/engine/prompts';
 import { gaussian, normalisedRows } from '../../extension/engine/random';
 import { DEFAULT_MODEL_DIR, defaultModelPresent } from './helpers/models';
 import { runPythonJson } from './helpers/python';
+import { maxAbsDiff } from './helpers/arrays';
 
 const AXIS_TOL = 1e-6;
 const RATIO_TOL = 1e-6;
@@ -74,13 +75,6 @@ function dotArr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < a.length; i++) s += a[i] * b[i];
   return s;
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 function assertMatchesNumpy(p: Pca, ref: PcaRef, what: string): void {

@@ -18,14 +18,8 @@ import {
 } from '../../extension/engine/prompts';
 import { exportMicro } from './helpers/models';
 import { runPythonJson } from './helpers/python';
+import { maxAbsDiff } from './helpers/arrays';
 import { minRowCosine } from '../../extension/engine/vectors';
-
-function maxAbsDiff(a: Float32Array, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 
 describe('templates', () => {

@@ -11,16 +11,10 @@ import { classPrompts } from '../../extension/engine/prompts';
 import { splitPoint } from '../../extension/engine/shared-prefix';
 import { copyModelFolder, DEFAULT_MODEL_DIR, exportMicro } from './helpers/models';
 import { runPythonJson } from './helpers/python';
+import { maxAbsDiff } from './helpers/arrays';
 
 const CPU = { backend: { executionProviders: ['cpu'] } };
 const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 // Beginnings of 1 (SOT only), a few and many tokens; one longer than the default model's
 // 16-token context (its texts are truncated: only EOT is their own).

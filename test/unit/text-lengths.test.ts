@@ -12,16 +12,10 @@ import { loadManifest } from '../../extension/engine/manifest';
 import { gatherIds, planTextBatches, tokenLengths } from '../../extension/engine/text-lengths';
 import { copyModelFolder, DEFAULT_MODEL_DIR, exportMicro } from './helpers/models';
 import { runPythonJson } from './helpers/python';
+import { maxAbsDiff } from './helpers/arrays';
 
 const CPU = { backend: { executionProviders: ['cpu'] }, textMemoBytes: 0 };
 const bytes = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 /** Texts of every token length from 2 (the empty text: SOT, EOT) to past the context (truncated). */
 const WORDS = ['a', 'photo', 'of', 'no', 'red', 'circle', 'on', 'the', 'blue', 'background', 'with', 'star', 'and', 'square'];
