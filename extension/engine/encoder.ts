@@ -473,14 +473,17 @@ export class ClipnModel {
    * No-tower features of every template filled with every class, for each prompt mix: rows
    * [mixes][classes][templates] (classPrompts' order per mix). With a text_no_kv graph each
    * template's words before `{}` run once per mix (shared-prefix.ts); the features equal
-   * encodeTextsNo's to float rounding (~1e-7) and are remembered apart from them.
+   * encodeTextsNo's to float rounding (~1e-7) and are remembered apart from them. Only where the
+   * kv graph runs on the CPU provider: its empty pasts (zero-sized tensors) are untested on the
+   * GPU providers, where whole texts are cheap anyway.
    */
-  encodeClassPromptsNo(classes: readonly string[], templates: readonly string[], mixes: readonly PromptMix[], opts: EncodeTextsOptions = {}): Promise<Embeddings> {
+  async encodeClassPromptsNo(classes: readonly string[], templates: readonly string[], mixes: readonly PromptMix[], opts: EncodeTextsOptions = {}): Promise<Embeddings> {
     // Every mix sees the same class x template texts: row i is text i % perMix of mix i / perMix.
     const filled = classPrompts(classes, templates);
     const perMix = filled.length;
     const texts = mixes.flatMap(() => filled);
-    if (!this.sharesPromptBeginnings) return this.encodeTextsNo(texts, texts.map((_, i) => mixes[Math.floor(i / perMix)]), opts);
+    const shared = this.sharesPromptBeginnings && (await this.session('text_no_kv')).provider === 'cpu';
+    if (!shared) return this.encodeTextsNo(texts, texts.map((_, i) => mixes[Math.floor(i / perMix)]), opts);
     const weights = mixes.map((mix) => this.weightMatrix(mix, 1));
     const beginnings = templates.map((t) => t.slice(0, Math.max(0, t.indexOf('{}'))));
     // A text's split follows from its text and its template's beginning, so the key names both
