@@ -418,6 +418,7 @@ export class ClipnModel {
     const d = this.embedDim;
     const out = new Float32Array(prompts.length * d);
     const keys = prompts.map((_, i) => key(i));
+    // Each distinct missing row is encoded once, however often it repeats.
     const firstOf = new Map<string, number>();
     const missing: number[] = [];
     keys.forEach((k, i) => {
