@@ -483,8 +483,8 @@ export class ClipnModel {
     const filled = classPrompts(classes, templates);
     const perMix = filled.length;
     const texts = mixes.flatMap(() => filled);
-    const shared = this.sharesPromptBeginnings && (await this.session('text_no_kv')).provider === 'cpu';
-    if (!shared) return this.encodeTextsNo(texts, texts.map((_, i) => mixes[Math.floor(i / perMix)]), opts);
+    const kv = this.sharesPromptBeginnings ? await this.session('text_no_kv') : undefined;
+    if (kv?.provider !== 'cpu') return this.encodeTextsNo(texts, texts.map((_, i) => mixes[Math.floor(i / perMix)]), opts);
     const weights = mixes.map((mix) => this.weightMatrix(mix, 1));
     const beginnings = templates.map((t) => t.slice(0, Math.max(0, t.indexOf('{}'))));
     // A text's split follows from its text and its template's beginning, so the key names both
@@ -508,8 +508,7 @@ export class ClipnModel {
       });
       const { layers, heads, width } = this.manifest.architecture.text;
       const shape = { layers, heads, headWidth: width / heads, prompts: this.numPrompts, embedDim: this.embedDim };
-      const session = await this.session('text_no_kv');
-      await encodeSharedPrefix(session, shape, rows, opts.batchSize ?? 64, (batch, embeds) => store(batch.map((r) => missing[r]), embeds, session), opts.signal);
+      await encodeSharedPrefix(kv, shape, rows, opts.batchSize ?? 64, (batch, embeds) => store(batch.map((r) => missing[r]), embeds, kv), opts.signal);
     });
   }
 
