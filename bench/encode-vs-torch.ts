@@ -4,7 +4,7 @@
 // with cosine >= 0.99 to the fp32 features.
 //
 //   node out/bench/encode-vs-torch.js [--batch 8] [--batches 2] [--rounds 2] [--long]
-//                                     [--cache DIR] [--reexport]
+//                                     [--cache DIR] [--reexport] [--coretype NAME]
 //
 // Setup (first run, ~1-2 min, cached in DIR = $TMPDIR/clipn-bench-vitb16): Python builds
 // CLIPN(get_config('ViT-B-16')) with random weights (seed 0; a small learned vocabulary, the
@@ -12,8 +12,10 @@
 // state dict for the PyTorch side. JPEGs (224 x 224, quality 90, smooth colours + noise) are
 // generated in memory at bench time.
 //
-// Fairness: PyTorch runs in its own process with OPENBLAS_CORETYPE=Haswell (this AMD EPYC has
-// AVX2 but no AVX-512; SkylakeX crashes with Illegal instruction), OMP_WAIT_POLICY=PASSIVE and
+// Fairness: PyTorch runs in its own process with OPENBLAS_CORETYPE set for the CPU (SkylakeX where
+// it has AVX-512, as shared/notes/benchmarks.md prescribes: Debian's OpenBLAS otherwise falls back
+// to SSE3 kernels there; Haswell on AVX2-only CPUs such as this AMD EPYC, where SkylakeX dies with
+// Illegal instruction; --coretype NAME overrides), OMP_WAIT_POLICY=PASSIVE and
 // torch.set_num_threads(2), in inference mode, timed on ready tensors (no JPEG decoding, which
 // favours PyTorch). The engine uses onnxruntime's CPU provider, graph optimisation 'all',
 // intra-op threads = os.availableParallelism(), and is timed end to end from JPEG bytes.
@@ -32,13 +34,13 @@ import { runImagePipeline } from '../extension/engine/encoder-pipeline';
 import type { ImageItem } from '../extension/engine/encoder-pipeline';
 import { readNpy, writeNpy } from '../extension/engine/npy';
 import { preprocessImage } from '../extension/engine/preprocess';
-import { args, median, printMachine, spread } from './machine';
+import { args, median, openblasCoreType, printMachine, spread } from './machine';
 import { rowCosines } from '../extension/engine/vectors';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
 const PYTHON = process.env.CLIPN_PYTHON ?? '/usr/bin/python3';
 const CACHE_VERSION = 'vitb16-random-seed0-int8-v2-cls-last-block';
-const TORCH_ENV = { OPENBLAS_CORETYPE: 'Haswell', OMP_WAIT_POLICY: 'PASSIVE' };
+const TORCH_ENV = { OPENBLAS_CORETYPE: openblasCoreType(args().get('coretype')), OMP_WAIT_POLICY: 'PASSIVE' };
 
 const EXPORT_PY = `
 import json, sys, time

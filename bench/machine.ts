@@ -13,14 +13,28 @@ export interface MachineFacts {
   node: string;
 }
 
-export function machineFacts(): MachineFacts {
-  let flags: string[] = [];
+function cpuFlags(): string[] {
   try {
     const line = fs.readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
-    flags = line ? line.split(':')[1].trim().split(/\s+/) : [];
+    return line ? line.split(':')[1].trim().split(/\s+/) : [];
   } catch {
-    // not Linux: leave the SIMD list empty
+    return []; // not Linux: no SIMD list
   }
+}
+
+/**
+ * The fair OPENBLAS_CORETYPE for a PyTorch reference on this CPU: SkylakeX with AVX-512 (Debian's
+ * OpenBLAS picks SSE3 kernels on such machines unless told), Haswell with AVX2 only (SkylakeX
+ * kernels die with Illegal instruction there); `override` wins.
+ */
+export function openblasCoreType(override?: string): string {
+  if (override) return override;
+  const flags = cpuFlags();
+  return flags.includes('avx512f') ? 'SkylakeX' : 'Haswell';
+}
+
+export function machineFacts(): MachineFacts {
+  const flags = cpuFlags();
   const simd = ['avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx_vnni', 'amx_int8'].filter((f) => flags.includes(f));
   const load = os.loadavg().map((x) => Math.round(x * 100) / 100) as [number, number, number];
   return {
