@@ -57,6 +57,26 @@ function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {
   return out;
 }
 
+/**
+ * [rows, length] int64 ids from each row's ids[from, from + length). Token ids are small
+ * non-negative integers: on little-endian machines (all onnxruntime-node targets) they are written
+ * as the low 32 bits of each element, without making a BigInt per id.
+ */
+function idsTensor(rows: ReadonlyArray<readonly number[]>, from: number, length: number): TensorData {
+  const data = new BigInt64Array(rows.length * length);
+  if (LITTLE_ENDIAN) {
+    const words = new Int32Array(data.buffer);
+    rows.forEach((ids, r) => {
+      for (let k = 0; k < length; k++) words[2 * (r * length + k)] = ids[from + k];
+    });
+  } else {
+    rows.forEach((ids, r) => {
+      for (let k = 0; k < length; k++) data[r * length + k] = BigInt(ids[from + k]);
+    });
+  }
+  return { type: 'int64', data, dims: [rows.length, length] };
+}
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
 const int64 = (values: readonly number[], dims: number[]): TensorData => ({ type: 'int64', data: BigInt64Array.from(values, (v) => BigInt(v)), dims });
 
 /**
@@ -85,7 +105,7 @@ export async function encodeSharedPrefix(
       const weights = new Float32Array(run.length * prompts);
       first.forEach((r, g) => weights.set(r.weights, g * prompts));
       const beginning = await session.runOutputs({
-        input_ids: int64(first.flatMap((r) => r.ids.slice(0, p)), [run.length, p]),
+        input_ids: idsTensor(first.map((r) => r.ids), 0, p),
         prompt_weights: { type: 'float32', data: weights, dims: [run.length, prompts] },
         past_keys: empty,
         past_values: empty,
@@ -100,7 +120,7 @@ export async function encodeSharedPrefix(
           const w = new Float32Array(batch.length * prompts);
           batch.forEach((m, b) => w.set(rows[m.i].weights, b * prompts));
           const out = await session.runOutputs({
-            input_ids: int64(batch.flatMap((m) => rows[m.i].ids.slice(p)), [batch.length, s]),
+            input_ids: idsTensor(batch.map((m) => rows[m.i].ids), p, s),
             prompt_weights: { type: 'float32', data: w, dims: [batch.length, prompts] },
             past_keys: keys,
             past_values: values,

@@ -17,7 +17,7 @@ export class TextFeatureMemo {
   set(key: string, row: Float32Array): void {
     if (this.maxBytes <= 0 || this.rows.has(key)) return;
     // Copy: callers' batch buffers must not stay alive through the memo.
-    this.rows.set(key, Float32Array.from(row));
+    this.rows.set(key, row.slice());
     this.bytes += row.byteLength;
     if (this.bytes > this.maxBytes) {
       for (const [k, v] of this.rows) {
