@@ -3,6 +3,7 @@
 //   clipn eval  --model DIR --id PATH --ood PATH [--ood PATH ...] [...]  -> the paper's table
 //   clipn embed --model DIR --images PATH --cache DIR [--shard i/n]      -> fills the cache
 //   clipn run NOTEBOOK [--html REPORT] [--out NOTEBOOK]                   -> runs a notebook
+//   clipn cuda-provider [--from FILE.tgz] [--dest DIR] [--check]          -> CUDA provider via npm
 // Exit status: 0 done, 1 bad input or failure (one line on stderr naming the thing), 2 usage
 // (and, for run, a notebook file that is missing or not a notebook).
 import * as fs from 'node:fs';
@@ -11,6 +12,7 @@ import { oneOf, parseArgs, positiveInt, providerList, required, shardSpec, Usage
 import type { FlagKind } from './args';
 import { IMAGE_PRECISIONS } from '../engine/encoder';
 import { defaultCacheRoot, loadModel, oneLine, problemLines } from './common';
+import { cudaProvider } from '../engine/cuda-provider';
 import { runEmbedShard } from './embed-shard';
 import { runEval } from './evaluate';
 import { RUN_HELP, RUN_USAGE, runCommand } from './run-notebook';
@@ -24,6 +26,9 @@ const USAGE = `usage:
   clipn embed --model DIR --images PATH [--cache DIR] [--shard i/n] [--providers ...]
               [--batch N] [--precision fp32|fp16|int8] [--json out.json]
 ${RUN_USAGE}
+  clipn cuda-provider [--from FILE.tgz] [--dest DIR] [--package NAME@VERSION] [--check]
+              puts onnxruntime's CUDA provider beside onnxruntime-node from the npm registry
+              (linux-x64), or with --check says what is missing
 An image set (PATH) is a folder of class folders, a flat folder, a glob ("imgs/**/*.jpg",
 quoted), or a .csv/.json list with a path and a label or class column.
 The cache defaults to $CLIPN_CACHE or ~/.cache/clipn-lab. --shard i/n is 0-based: jobs
@@ -34,6 +39,7 @@ ${RUN_HELP}`;
 const COMMON: Record<string, FlagKind> = { model: 'one', cache: 'one', providers: 'one', batch: 'one', precision: 'one', json: 'one' };
 const EVAL_FLAGS: Record<string, FlagKind> = { ...COMMON, id: 'one', ood: 'many', templates: 'one', 'no-cache': 'flag' };
 const EMBED_FLAGS: Record<string, FlagKind> = { ...COMMON, images: 'one', shard: 'one' };
+const CUDA_FLAGS: Record<string, FlagKind> = { from: 'one', dest: 'one', package: 'one', check: 'flag' };
 
 function writeJson(file: string, value: unknown): void {
   try {
@@ -115,6 +121,15 @@ async function embedCommand(argv: string[]): Promise<void> {
   }
 }
 
+function cudaProviderCommand(argv: string[]): void {
+  const args = parseArgs(argv, CUDA_FLAGS, 'cuda-provider');
+  if (args.flags.has('check') && (args.one.has('from') || args.one.has('package'))) {
+    throw new UsageError('cuda-provider: --check installs nothing; give it without --from or --package');
+  }
+  const lines = cudaProvider({ from: args.one.get('from'), dest: args.one.get('dest'), packageSpec: args.one.get('package'), check: args.flags.has('check') });
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   try {
@@ -127,6 +142,9 @@ export async function main(argv: string[]): Promise<number> {
         return 0;
       case 'run':
         return await runCommand(rest);
+      case 'cuda-provider':
+        cudaProviderCommand(rest);
+        return 0;
       case 'help':
       case '--help':
       case '-h':
@@ -136,7 +154,7 @@ export async function main(argv: string[]): Promise<number> {
         process.stderr.write(`${USAGE}\n`);
         return 2;
       default:
-        throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: eval, embed, run, help)`);
+        throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: eval, embed, run, cuda-provider, help)`);
     }
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);

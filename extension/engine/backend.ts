@@ -16,6 +16,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { CUDA_PROVIDER_FILES } from './cuda-provider';
 
 export const DEFAULT_EXECUTION_PROVIDERS: readonly string[] = ['cuda', 'webgpu', 'cpu'];
 
@@ -143,8 +144,8 @@ function bindingDir(): string | undefined {
   }
 }
 
-const PROVIDER_LIBS: Record<string, string[]> = {
-  cuda: ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_cuda.so'],
+const PROVIDER_LIBS: Record<string, readonly string[]> = {
+  cuda: CUDA_PROVIDER_FILES,
   tensorrt: ['libonnxruntime_providers_shared.so', 'libonnxruntime_providers_tensorrt.so'],
 };
 
@@ -160,9 +161,10 @@ function explainFailure(name: string, err: unknown): string {
   if (libs && dir && process.platform === 'linux') {
     const missing = libs.filter((l) => !fs.existsSync(path.join(dir, l)));
     if (missing.length > 0) {
-      return `${msg} (${missing.join(', ')} not in ${dir}: onnxruntime-node's install step fetches them on an online machine)`;
+      const route = name === 'cuda' ? '; `clipn.js cuda-provider` (the CLI) installs them from the npm registry' : '';
+      return `${msg} (${missing.join(', ')} not in ${dir}: onnxruntime-node's install step fetches them on an online machine${route})`;
     }
-    return `${msg} (provider libraries present; check the CUDA/cuDNN libraries are on LD_LIBRARY_PATH)`;
+    return `${msg} (provider libraries present; check the CUDA libraries are on LD_LIBRARY_PATH: \`clipn.js cuda-provider --check\` lists the missing ones)`;
   }
   if (name === 'webgpu' && /adapter/i.test(msg)) return `${msg} (needs a GPU Vulkan driver)`;
   return msg;

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
+import { CUDA_PROVIDER_FILES, onnxruntimeNode } from '../../extension/engine/cuda-provider';
 import { ClipnModel, promptWeights } from '../../extension/engine/encoder';
 import { loadManifest, ManifestError } from '../../extension/engine/manifest';
 import { readNpy } from '../../extension/engine/npy';
@@ -256,6 +257,11 @@ describe('execution providers', () => {
       assert.equal(res.providerReport.skipped[0].name, 'cuda');
       assert.match(res.providerReport.skipped[0].reason, /Cuda|CUDA|cuda/);
       assert.match(res.providerReport.skipped[0].reason, /shared librar/);
+      // Without the provider libraries the reason names the npm-only route (cuda-provider.ts).
+      const { binaryDir } = onnxruntimeNode();
+      if (!CUDA_PROVIDER_FILES.every((f) => fs.existsSync(path.join(binaryDir, f)))) {
+        assert.match(res.providerReport.skipped[0].reason, /not in .*`clipn\.js cuda-provider` \(the CLI\) installs them from the npm registry/);
+      }
       // The second graph reuses the recorded reason instead of probing again.
       const img = await model.providerReport('image');
       assert.deepEqual(img, res.providerReport);
