@@ -2,8 +2,16 @@
 # Packs what the GPU machine (no network, no node) needs to run scripts/gpu/run.sh into the
 # ignored folder .gpu-pack/ (one bundle.tar.xz), and the Vulkan loader debs into .gl/.
 #
-#   npx tsc -p . && bash scripts/gpu/pack.sh [--no-sharp]
+#   npx tsc -p . && bash scripts/gpu/pack.sh [--no-sharp] [--cuda]
 #   bash scripts/gpu/pack.sh --size     # only re-count what would travel now (no repack)
+#
+# --cuda also packs onnxruntime's CUDA provider (the npm package that `clipn.js cuda-provider`
+# installs; CLIPN_CUDA_TGZ=FILE uses a tarball already fetched): ~165 MB as xz, more than one
+# call may carry, so it is split into .gpu-cuda/pNN parts, each sized to travel with the working
+# tree in a call of its own (.gpu-pack/cuda.sha256 names the whole). Files a call carried stay on
+# the warm machine for later calls (the device tool keeps ignored outputs), so: one call carries
+# .gpu-pack and .gl, one call each carries a part, and the last part's call runs run.sh, which
+# reassembles, checks and installs the provider. The script prints that plan.
 #
 # The bundle unpacks (run.sh does it) into .gpu-run/:
 #   bin/node                     this machine's node (process.execPath), symbols stripped
@@ -23,14 +31,21 @@ ROOT=$PWD
 LIMIT=$((64 * 1024 * 1024))
 NO_SHARP=0
 SIZE_ONLY=0
-[[ "${1:-}" == "--no-sharp" ]] && NO_SHARP=1
-[[ "${1:-}" == "--size" ]] && SIZE_ONLY=1
+CUDA=0
+for arg in "$@"; do
+  case $arg in
+    --no-sharp) NO_SHARP=1 ;;
+    --size) SIZE_ONLY=1 ;;
+    --cuda) CUDA=1 ;;
+    *) echo "pack: unknown option $arg (--no-sharp, --cuda, --size)" >&2; exit 2 ;;
+  esac
+done
 NICE="nice -n 10"
 
 # Ignore the pack folders locally (never .gitignore: other people own it).
 mkdir -p .git/info
 touch .git/info/exclude
-for p in /.gpu-pack/ /.gl/ /.gpu-run/; do
+for p in /.gpu-pack/ /.gl/ /.gpu-run/ /.gpu-cuda/; do
   grep -qxF "$p" .git/info/exclude || echo "$p" >>.git/info/exclude
 done
 
@@ -156,4 +171,33 @@ fi
 if ((total > LIMIT)); then
   echo "pack: OVER the 64 MiB limit: the device run would be refused" >&2
   exit 1
+fi
+
+rm -rf .gpu-cuda .gpu-pack/cuda.sha256
+if [[ $CUDA == 1 ]]; then
+  mkdir -p "$STAGE/cuda" .gpu-cuda
+  # The users' route (cuda-provider.ts): the package matching this onnxruntime-node, version-checked.
+  node out/extension/cli/clipn.js cuda-provider --dest "$STAGE/cuda" ${CLIPN_CUDA_TGZ:+--from "$CLIPN_CUDA_TGZ"} | grep '^installed'
+  echo "pack: compressing the CUDA provider with xz (x86 BCJ + LZMA2 -9; several minutes)"
+  tar -C "$STAGE/cuda" --owner=0 --group=0 --numeric-owner -cf - libonnxruntime_providers_shared.so libonnxruntime_providers_cuda.so |
+    $NICE xz -T2 --x86 --lzma2=preset=9 >"$STAGE/cuda.tar.xz"
+  # Each part travels beside the working tree alone (1 MiB kept spare for files that change).
+  part=$((LIMIT - tree - 1024 * 1024))
+  ((part > 4 * 1024 * 1024)) || { echo "pack: the working tree leaves no room for CUDA parts" >&2; exit 1; }
+  split -b "$part" -d -a 2 "$STAGE/cuda.tar.xz" .gpu-cuda/p
+  parts=$(ls .gpu-cuda | wc -l)
+  echo "$(sha256sum "$STAGE/cuda.tar.xz" | cut -d' ' -f1) $parts $(stat -c %s "$STAGE/cuda.tar.xz")" >.gpu-pack/cuda.sha256
+  echo "pack: CUDA provider $(mib "$(stat -c %s "$STAGE/cuda.tar.xz")") in $parts parts of at most $(mib "$part") (.gpu-cuda/p00..)"
+  echo "pack: device plan, calls back to back (the machine is given back after ~30 s idle):"
+  echo "        1. carry [.gpu-pack, .gl]          command: ls -la .gpu-pack"
+  last=$(ls .gpu-cuda | tail -1)
+  n=2
+  for f in $(ls .gpu-cuda); do
+    if [[ $f == "$last" ]]; then
+      echo "        $n. carry [.gpu-cuda/$f]   command: bash scripts/gpu/run.sh   (installs the provider, runs cuda)"
+    else
+      echo "        $n. carry [.gpu-cuda/$f]   command: ls -la .gpu-cuda"
+    fi
+    n=$((n + 1))
+  done
 fi

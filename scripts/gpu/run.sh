@@ -7,7 +7,10 @@
 # Steps, each with its own timeout inside one overall budget, so a hang costs one step, not
 # the report:
 #   0. unpack .gpu-pack/bundle.tar.xz into .gpu-run/ (node, onnxruntime-node, sharp, built code);
-#      install the Vulkan loader from .gl/*.deb; nvidia-smi; the Vulkan ICDs found;
+#      the CUDA provider from .gpu-cuda/pNN where pack.sh --cuda made it and earlier calls carried
+#      the parts (checked against .gpu-pack/cuda.sha256), with the CUDA libraries of this
+#      machine's PyTorch (its nvidia-* packages) on LD_LIBRARY_PATH; the Vulkan loader from
+#      .gl/*.deb; nvidia-smi; the Vulkan ICDs found;
 #   1. torch-compat probe: the project's exporter untouched on this machine's torch (micro
 #      model), every graph checked against its PyTorch fixture in onnxruntime (Python, CPU);
 #   2. export a random-weight ViT-B/16 CLIPN (fp32 + fp16 image graphs) with the TorchScript
@@ -18,7 +21,8 @@
 #   5. the engine's unit tests that exercise providers (engine-model.test.js);
 #   6. $OUT/report.txt (also in $OUT: gpu.json, torch.json, bench.txt, unit.txt, log.txt).
 # Knobs (environment): CLIPN_GPU_BUDGET_S (default 470: the whole script), CLIPN_GPU_PYTHON,
-# CLIPN_GPU_ARCH (ViT-B-16), CLIPN_GPU_PROVIDERS (webgpu,cpu), CLIPN_GPU_BATCHES (32,64,128,256),
+# CLIPN_GPU_ARCH (ViT-B-16), CLIPN_GPU_PROVIDERS (cuda,cpu where the CUDA provider was installed,
+# else webgpu,cpu), CLIPN_GPU_BATCHES (32,64,128,256),
 # CLIPN_GPU_TORCH_BATCHES (64,128,256), CLIPN_GPU_E2E (2048 images), CLIPN_GPU_E2E_BATCH (128),
 # CLIPN_GPU_CPU_BATCHES (16), CLIPN_GPU_TORCH_DEVICE (cuda), CLIPN_GPU_TORCH_HOST_BATCHES (128),
 # CLIPN_GPU_NO_DPKG=1 (do not unpack .gl into /: for dry runs on a workstation),
@@ -38,7 +42,6 @@ BUDGET=${CLIPN_GPU_BUDGET_S:-470}
 PY=${CLIPN_GPU_PYTHON:-/opt/torch/.venv/bin/python3}
 [[ -x "$PY" ]] || PY=$(command -v python3)
 ARCH=${CLIPN_GPU_ARCH:-ViT-B-16}
-PROVIDERS=${CLIPN_GPU_PROVIDERS:-webgpu,cpu}
 BATCHES=${CLIPN_GPU_BATCHES:-32,64,128,256}
 TORCH_BATCHES=${CLIPN_GPU_TORCH_BATCHES:-64,128,256}
 E2E=${CLIPN_GPU_E2E:-2048}
@@ -106,6 +109,37 @@ unpack() {
 }
 export -f unpack
 step unpack 90 300 bash -c unpack || echo "cannot unpack: the node steps will fail"
+
+# --- 0b. the CUDA provider (pack.sh --cuda): parts carried by earlier calls, reassembled here ---
+cuda_install() {
+  local sums=.gpu-pack/cuda.sha256
+  [[ -f $sums ]] || { echo "no CUDA provider packed (pack.sh --cuda)"; return 3; }
+  read -r want parts bytes <"$sums"
+  local have=0
+  [[ -d .gpu-cuda ]] && have=$(ls .gpu-cuda | wc -l)
+  ((have == parts)) || { echo "CUDA provider: $have of $parts parts here (.gpu-cuda: $(ls .gpu-cuda 2>/dev/null | tr '\n' ' ')); each needs a call that carries it"; return 1; }
+  cat .gpu-cuda/p* >"$WORK/cuda.tar.xz" || return 1
+  local got
+  got=$(sha256sum "$WORK/cuda.tar.xz" | cut -d' ' -f1)
+  [[ $got == "$want" ]] || { echo "CUDA provider parts corrupt: sha256 $got, packed $want ($bytes bytes)"; return 1; }
+  tar -xJf "$WORK/cuda.tar.xz" -C "$W/node_modules/onnxruntime-node/bin/napi-v6/linux/x64" || return 1
+  rm -f "$WORK/cuda.tar.xz"
+  ls -la "$W/node_modules/onnxruntime-node/bin/napi-v6/linux/x64"
+}
+export -f cuda_install
+export WORK
+CUDA_READY=0
+if step cuda 120 280 bash -c cuda_install; then
+  CUDA_READY=1
+  # The provider links against CUDA 13's cuBLAS, cuRAND and runtime: PyTorch's nvidia-* wheels
+  # (and torch/lib) hold them on this machine.
+  NV_LIBS=$("$PY" scripts/gpu/cuda_lib_dirs.py 2>/dev/null)
+  export LD_LIBRARY_PATH=${NV_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  "$NODE" -e "const m = require('$W/out/extension/engine/cuda-provider.js'); const v = require('$W/node_modules/onnxruntime-node/package.json').version; const need = (m.CUDA_PROVIDER_PACKAGES[v] || { needs: [] }).needs; console.log('CUDA libraries needed: ' + need.join(', ') + '; missing: ' + (m.missingLibraries(need).join(', ') || 'none'))"
+fi
+PROVIDERS=${CLIPN_GPU_PROVIDERS:-$([[ $CUDA_READY == 1 ]] && echo cuda,cpu || echo webgpu,cpu)}
+echo "providers for the bench: $PROVIDERS"
 
 echo
 echo "=== [gpu] nvidia-smi"
@@ -175,7 +209,7 @@ fi
 # --- 6. report ------------------------------------------------------------------------------------
 {
   echo "clipn GPU run $(date -u +%FT%TZ), $(($(date +%s) - T0)) s; GPU: ${GPU_NAME:-none found}; $(nproc) cores"
-  echo "pack: $(cat .gpu-pack/CONTENTS 2>/dev/null || echo '?'); Vulkan ICDs: ${ICDS:-none}; VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
+  echo "pack: $(cat .gpu-pack/CONTENTS 2>/dev/null || echo '?'); CUDA provider installed: $([[ $CUDA_READY == 1 ]] && echo yes || echo no); providers $PROVIDERS; Vulkan ICDs: ${ICDS:-none}; VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
   echo "python: $("$PY" -c 'import sys, torch, onnx; print(sys.version.split()[0], "torch", torch.__version__, "onnx", onnx.__version__)' 2>&1 | tail -1)"
   echo
   echo "steps:"
