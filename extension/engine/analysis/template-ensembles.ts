@@ -9,8 +9,8 @@
 //    subtracts the missing units. Those are other float64 operations, so their result can differ
 //    from the in-order sum in the last float64 bits; it is kept only where a rigorous bound on
 //    that difference (after normalising) cannot move any element across a float32 rounding
-//    boundary, so both round to the same float32. Otherwise (rare: about one class row in a few
-//    hundred at 128 templates) that class is summed in order.
+//    boundary, so both round to the same float32. Otherwise that class is summed in order (3.7% of
+//    the class rows of the ablation bench's 128 leave-one-outs: 465 of 12,600).
 //
 // The bound, per class, with u = 2^-53, t templates, r missing, A_j = sum over all templates of
 // |unit_j|: in-order and whole-pool sums are each within t u A_j of the exact sum, the r
