@@ -175,7 +175,7 @@ fi
 
 rm -rf .gpu-cuda .gpu-pack/cuda.sha256
 if [[ $CUDA == 1 ]]; then
-  mkdir -p "$STAGE/cuda" .gpu-cuda
+  mkdir -p "$STAGE/cuda"
   # The users' route (cuda-provider.ts): the package matching this onnxruntime-node, version-checked.
   node out/extension/cli/clipn.js cuda-provider --dest "$STAGE/cuda" ${CLIPN_CUDA_TGZ:+--from "$CLIPN_CUDA_TGZ"} | grep '^installed'
   echo "pack: compressing the CUDA provider with xz (x86 BCJ + LZMA2 -9; several minutes)"
@@ -184,9 +184,8 @@ if [[ $CUDA == 1 ]]; then
   # Each part travels beside the working tree alone (1 MiB kept spare for files that change).
   part=$((LIMIT - tree - 1024 * 1024))
   ((part > 4 * 1024 * 1024)) || { echo "pack: the working tree leaves no room for CUDA parts" >&2; exit 1; }
-  split -b "$part" -d -a 2 "$STAGE/cuda.tar.xz" .gpu-cuda/p
+  bash scripts/gpu/parts.sh split "$STAGE/cuda.tar.xz" "$part" .gpu-cuda .gpu-pack/cuda.sha256
   parts=$(ls .gpu-cuda | wc -l)
-  echo "$(sha256sum "$STAGE/cuda.tar.xz" | cut -d' ' -f1) $parts $(stat -c %s "$STAGE/cuda.tar.xz")" >.gpu-pack/cuda.sha256
   echo "pack: CUDA provider $(mib "$(stat -c %s "$STAGE/cuda.tar.xz")") in $parts parts of at most $(mib "$part") (.gpu-cuda/p00..)"
   echo "pack: device plan, calls back to back (the machine is given back after ~30 s idle):"
   echo "        1. carry [.gpu-pack, .gl]          command: ls -la .gpu-pack"

@@ -112,16 +112,8 @@ step unpack 90 300 bash -c unpack || echo "cannot unpack: the node steps will fa
 
 # --- 0b. the CUDA provider (pack.sh --cuda): parts carried by earlier calls, reassembled here ---
 cuda_install() {
-  local sums=.gpu-pack/cuda.sha256
-  [[ -f $sums ]] || { echo "no CUDA provider packed (pack.sh --cuda)"; return 3; }
-  read -r want parts bytes <"$sums"
-  local have=0
-  [[ -d .gpu-cuda ]] && have=$(ls .gpu-cuda | wc -l)
-  ((have == parts)) || { echo "CUDA provider: $have of $parts parts here (.gpu-cuda: $(ls .gpu-cuda 2>/dev/null | tr '\n' ' ')); each needs a call that carries it"; return 1; }
-  cat .gpu-cuda/p* >"$WORK/cuda.tar.xz" || return 1
-  local got
-  got=$(sha256sum "$WORK/cuda.tar.xz" | cut -d' ' -f1)
-  [[ $got == "$want" ]] || { echo "CUDA provider parts corrupt: sha256 $got, packed $want ($bytes bytes)"; return 1; }
+  [[ -f .gpu-pack/cuda.sha256 ]] || { echo "no CUDA provider packed (pack.sh --cuda)"; return 3; }
+  bash scripts/gpu/parts.sh join .gpu-cuda .gpu-pack/cuda.sha256 "$WORK/cuda.tar.xz" || { echo "(the CUDA provider)"; return 1; }
   tar -xJf "$WORK/cuda.tar.xz" -C "$W/node_modules/onnxruntime-node/bin/napi-v6/linux/x64" || return 1
   rm -f "$WORK/cuda.tar.xz"
   ls -la "$W/node_modules/onnxruntime-node/bin/napi-v6/linux/x64"
