@@ -19,7 +19,7 @@ export function readSettings(context: vscode.ExtensionContext, scope?: vscode.Ur
     // Empty: the small model bundled with the extension, so the samples run offline at once.
     modelFolder: folder ? abs(folder) : path.join(context.extensionPath, 'models', 'default'),
     providers: providers.length > 0 ? providers : DEFAULT_PROVIDERS,
-    batchSize: Math.max(1, Math.floor(cfg.get<number>('batchSize') ?? 32)),
+    batchSize: Math.max(0, Math.floor(cfg.get<number>('batchSize') ?? 0)),
     threads: Math.max(0, Math.floor(cfg.get<number>('threads') ?? 0)),
     cacheFolder: cache ? abs(cache) : path.join(context.globalStorageUri.fsPath, 'cache'),
   };

@@ -71,6 +71,11 @@ export function positiveInt(args: ParsedArgs, name: string, command: string, fal
   return n;
 }
 
+/** The flag's positive integer, or undefined when it is not given (the engine's default then). */
+export function optionalPositiveInt(args: ParsedArgs, name: string, command: string): number | undefined {
+  return args.one.has(name) ? positiveInt(args, name, command, 1) : undefined;
+}
+
 export function oneOf<T extends string>(args: ParsedArgs, name: string, command: string, allowed: readonly T[], fallback: T): T {
   const v = args.one.get(name);
   if (v === undefined) return fallback;

@@ -8,7 +8,7 @@
 // (and, for run, a notebook file that is missing or not a notebook).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { oneOf, parseArgs, positiveInt, providerList, required, shardSpec, UsageError } from './args';
+import { oneOf, optionalPositiveInt, parseArgs, providerList, required, shardSpec, UsageError } from './args';
 import type { FlagKind } from './args';
 import { IMAGE_PRECISIONS } from '../engine/encoder';
 import { defaultCacheRoot, loadModel, oneLine, problemLines } from './common';
@@ -31,6 +31,7 @@ ${RUN_USAGE}
               (linux-x64), or with --check says what is missing
 An image set (PATH) is a folder of class folders, a flat folder, a glob ("imgs/**/*.jpg",
 quoted), or a .csv/.json list with a path and a label or class column.
+--batch defaults to the provider's (32 images on CPU, 64 on WebGPU and CUDA).
 The cache defaults to $CLIPN_CACHE or ~/.cache/clipn-lab. --shard i/n is 0-based: jobs
 0/n .. (n-1)/n together cover the set (split by sorted path).
 
@@ -58,7 +59,7 @@ async function evalCommand(argv: string[]): Promise<void> {
   if (ood.length === 0) throw new UsageError('eval: --ood is required (repeat it for several OOD sets)');
   if (args.flags.has('no-cache') && args.one.has('cache')) throw new UsageError('eval: give --cache or --no-cache, not both');
   const templates = oneOf<TemplateSet>(args, 'templates', 'eval', ['default', 'clip80'], 'default');
-  const batchSize = positiveInt(args, 'batch', 'eval', 32);
+  const batchSize = optionalPositiveInt(args, 'batch', 'eval');
   const precision = oneOf(args, 'precision', 'eval', IMAGE_PRECISIONS, 'fp32');
   const cacheRoot = args.flags.has('no-cache') ? undefined : path.resolve(args.one.get('cache') ?? defaultCacheRoot());
   const providers = providerList(args, 'eval');
@@ -88,7 +89,7 @@ async function embedCommand(argv: string[]): Promise<void> {
   const modelDir = required(args, 'model', 'embed');
   const images = required(args, 'images', 'embed');
   const shard = shardSpec(args, 'embed');
-  const batchSize = positiveInt(args, 'batch', 'embed', 32);
+  const batchSize = optionalPositiveInt(args, 'batch', 'embed');
   const precision = oneOf(args, 'precision', 'embed', IMAGE_PRECISIONS, 'fp32');
   const cacheRoot = path.resolve(args.one.get('cache') ?? defaultCacheRoot());
   const providers = providerList(args, 'embed');

@@ -16,7 +16,8 @@ export interface EmbedShardOptions {
   images: string;
   cacheRoot: string;
   shard: { index: number; count: number };
-  batchSize: number;
+  /** Images per encoder run; undefined: chosen by the provider (encoder.ts imageBatchFor). */
+  batchSize?: number;
   precision: ImagePrecision;
   cwd?: string;
 }

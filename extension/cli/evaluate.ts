@@ -39,7 +39,8 @@ export interface EvalOptions {
   templates: TemplateSet;
   /** Cache root; undefined disables the cache. */
   cacheRoot?: string;
-  batchSize: number;
+  /** Images per encoder run; undefined: chosen by the provider (encoder.ts imageBatchFor). */
+  batchSize?: number;
   precision: ImagePrecision;
   cwd?: string;
 }

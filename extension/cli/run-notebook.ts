@@ -25,7 +25,7 @@ numbered by position in the notebook, markdown cells included, as in the editor.
   --html FILE     write a self-contained HTML report (works offline, fetches nothing)
   --model-folder  the model for cells without \`folder:\` (default: the bundled models/default)
   --providers     onnxruntime execution providers to try, in order (default cuda,webgpu,cpu)
-  --batch-size    images per encoder run (default 32)
+  --batch-size    images per encoder run (default: by the provider, 32 on CPU, 64 on GPUs)
   --cache-folder  embedding cache (default $CLIPN_CACHE or ~/.cache/clipn-lab, shared with
                   eval and embed)
 Relative paths in cells resolve against the notebook's folder. On a failure the report and
@@ -52,7 +52,7 @@ export interface RunOptions {
 
 /** The extension's defaults (package.json `clipn.*`), with the bundled model and the CLI's cache. */
 export function defaultRunSettings(): KernelSettings {
-  return { modelFolder: path.join(PACKAGE_ROOT, 'models', 'default'), providers: [...PROVIDERS], batchSize: 32, threads: 0, cacheFolder: defaultCacheRoot() };
+  return { modelFolder: path.join(PACKAGE_ROOT, 'models', 'default'), providers: [...PROVIDERS], batchSize: 0, threads: 0, cacheFolder: defaultCacheRoot() };
 }
 
 export function parseRunArgs(argv: readonly string[]): RunOptions {

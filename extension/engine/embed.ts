@@ -21,7 +21,7 @@ export interface EmbedProgress {
 export interface EmbedOptions {
   /** Where embeddings are looked up and stored; without it every image is encoded. */
   cache?: EmbeddingCache;
-  /** Images per graph run (default 32). */
+  /** Images per graph run (default: imageBatchFor the provider, encoder.ts). */
   batchSize?: number;
   /** Images decoded at once (default 2). */
   concurrency?: number;
@@ -134,7 +134,7 @@ export async function embedImageSet(model: ClipnModel, dataset: EmbedInput, opts
     const out = await model.encodeImages(
       chunk.map((h) => items[firstItem.get(h)!].path),
       {
-        batchSize: opts.batchSize ?? 32,
+        batchSize: opts.batchSize,
         concurrency: opts.concurrency,
         precision,
         signal: opts.signal,

@@ -56,6 +56,16 @@ export type ImagePrecision = (typeof IMAGE_PRECISIONS)[number];
  * The manifest graph of a precision: fp16 has fp16 weights with f32 IO; int8 is dynamically
  * quantised (int8 weights, activations quantised per call; f32 IO).
  */
+/**
+ * Images per image-graph run when the caller names none, by the provider that runs it. CPU: 32
+ * (one to 32 measured alike on 2 cores, bench/README). WebGPU: 64 (an H200 ran ViT-B/16 fp16 at
+ * 445 / 495 / 494 / 202 images/s at 32 / 64 / 128 / 256). CUDA: 64, PyTorch's plateau on the
+ * same GPU (7,818 / 7,933 / 8,106 at 64 / 128 / 256) until the provider is measured there.
+ */
+export function imageBatchFor(provider: string): number {
+  return provider === 'webgpu' || provider === 'cuda' ? 64 : 32;
+}
+
 export function imageGraphFor(precision: ImagePrecision): GraphName {
   return precision === 'fp32' ? 'image' : `image_${precision}`;
 }
@@ -66,7 +76,7 @@ export function availablePrecision(manifest: Pick<ClipnManifest, 'graphs'>, requ
 }
 
 export interface EncodeImagesOptions {
-  /** Images per graph run (default 16). */
+  /** Images per graph run (default: imageBatchFor the provider that runs the graph). */
   batchSize?: number;
   /** Images decoded concurrently inside a batch when preprocessing in-process (default 2). */
   concurrency?: number;
@@ -320,12 +330,14 @@ export class ClipnModel {
    */
   async encodeImages(sources: readonly ImageSource[], opts: EncodeImagesOptions = {}): Promise<ImageEmbeddings> {
     if (sources.length === 0) throw new Error('encodeImages: the image list is empty; give at least one image file or buffer');
-    const batchSize = opts.batchSize ?? 16;
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`encodeImages: batchSize must be a positive integer, got ${batchSize}`);
+    if (opts.batchSize !== undefined && (!Number.isInteger(opts.batchSize) || opts.batchSize < 1)) {
+      throw new Error(`encodeImages: batchSize must be a positive integer, got ${opts.batchSize}`);
+    }
     const graph = imageGraphFor(opts.precision ?? 'fp32');
     opts.signal?.throwIfAborted();
     // Open the session first: a broken graph/provider fails before any image is decoded.
     const session = await this.session(graph);
+    const batchSize = opts.batchSize ?? imageBatchFor(session.provider);
     const items: ImageItem[] = sources.map((s, index) => {
       if (typeof s === 'string') return { input: s, name: s, index };
       if (Buffer.isBuffer(s)) return { input: s, name: `<buffer ${index}>`, index };

@@ -181,6 +181,7 @@ export function isFromRenderer(value: unknown): value is FromRenderer {
 export interface KernelSettings {
   modelFolder: string;
   providers: string[];
+  /** Images per encoder run; 0: chosen by the provider that runs (encoder.ts imageBatchFor). */
   batchSize: number;
   threads: number;
   cacheFolder: string;

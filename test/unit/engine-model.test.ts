@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { CUDA_PROVIDER_FILES, onnxruntimeNode } from '../../extension/engine/cuda-provider';
-import { ClipnModel, promptWeights } from '../../extension/engine/encoder';
+import { ClipnModel, imageBatchFor, promptWeights } from '../../extension/engine/encoder';
 import { loadManifest, ManifestError } from '../../extension/engine/manifest';
 import { readNpy } from '../../extension/engine/npy';
 import { copyModelFolder, DEFAULT_MODEL_DIR, defaultModelPresent, exportMicro } from './helpers/models';
@@ -218,6 +218,19 @@ print(json.dumps({"files": files, "embeds": e.tolist()}))
     const none = await model.encodeImages([bad]);
     assert.deepEqual(none.dims, [0, model.embedDim]);
     assert.equal(none.failures.length, 1);
+  });
+
+  test('without a batchSize, images go in batches of the provider\'s size (imageBatchFor: 32 on cpu); a bad one is named', async () => {
+    assert.deepEqual([imageBatchFor('cpu'), imageBatchFor('webgpu'), imageBatchFor('cuda')], [32, 64, 64]);
+    const many = Array.from({ length: 70 }, (_, i) => images[i % images.length]);
+    const done: number[] = [];
+    const res = await model.encodeImages(many, { onProgress: (p) => done.push(p.done) });
+    assert.equal(res.provider, 'cpu');
+    assert.deepEqual(done, [32, 64, 70]);
+    // The rows do not depend on the batching.
+    const small = await model.encodeImages(many, { batchSize: 5 });
+    assert.ok(maxAbsDiff(res.data, small.data) <= 1e-6);
+    await assert.rejects(model.encodeImages(many, { batchSize: 0 }), /batchSize must be a positive integer, got 0/);
   });
 
   test('an empty image list is a clear error', async () => {

@@ -46,7 +46,7 @@ export async function embedSet(ctx: RunContext, m: ModelValue, set: DatasetValue
   const cache = ctx.state.cache(m, ctx.settings.cacheFolder);
   const result = await embedImageSet(m.model, set.dataset, {
     cache,
-    batchSize: ctx.settings.batchSize,
+    batchSize: ctx.settings.batchSize || undefined,
     precision: m.precision,
     signal: ctx.signal,
     onProgress: (p) => ctx.progress(`${set.name}: ${p.phase} ${p.done}/${p.total}${p.fromCache ? ` (${p.fromCache} cached)` : ''}`, p.done, p.total),
