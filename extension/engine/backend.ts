@@ -16,7 +16,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { CUDA_PROVIDER_FILES } from './cuda-provider';
+import { CUDA_PROVIDER_FILES, onnxruntimeNode } from './cuda-provider';
 
 export const DEFAULT_EXECUTION_PROVIDERS: readonly string[] = ['cuda', 'webgpu', 'cpu'];
 
@@ -137,8 +137,7 @@ export class GraphSession {
 /** Where onnxruntime-node looks for provider libraries (for actionable CUDA messages). */
 function bindingDir(): string | undefined {
   try {
-    const pkg = require.resolve('onnxruntime-node/package.json');
-    return path.join(path.dirname(pkg), 'bin', 'napi-v6', process.platform, process.arch);
+    return onnxruntimeNode(process.platform, process.arch).binaryDir;
   } catch {
     return undefined;
   }

@@ -47,11 +47,11 @@ export interface CudaProviderOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** onnxruntime-node's version and its linux/x64 binary folder (where its core loads providers from). */
-export function onnxruntimeNode(): { version: string; binaryDir: string } {
+/** onnxruntime-node's version and its binary folder for a platform (where its core loads providers from). */
+export function onnxruntimeNode(platform: string = 'linux', arch: string = 'x64'): { version: string; binaryDir: string } {
   const pkg = require.resolve('onnxruntime-node/package.json');
   const version = (JSON.parse(fs.readFileSync(pkg, 'utf8')) as { version: string }).version;
-  return { version, binaryDir: path.join(path.dirname(pkg), 'bin', 'napi-v6', 'linux', 'x64') };
+  return { version, binaryDir: path.join(path.dirname(pkg), 'bin', 'napi-v6', platform, arch) };
 }
 
 /** The libraries of `names` that neither LD_LIBRARY_PATH's folders nor the ldconfig cache hold. */
