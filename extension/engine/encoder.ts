@@ -2,10 +2,10 @@
 // the three CLIPN encoders on plain inputs (image files/buffers, prompt strings). All outputs
 // are float32 row-major with their dims and the execution provider that computed them, so a
 // notebook can show where the numbers came from. ORT itself stays behind backend.ts.
-import * as path from 'node:path';
 import { OrtBackend } from './backend';
 import type { BackendOptions, GraphSession, ProviderReport, TensorData } from './backend';
 import { runImagePipeline } from './encoder-pipeline';
+import { checkFeedDims, checkGraphInputs, expectedShapes, fmtDims, graphIO } from './graph-contract';
 import type { EncodeProgress, ImageFailure, ImageItem } from './encoder-pipeline';
 import { loadManifest } from './manifest';
 import type { ClipnManifest, GraphName, LoadManifestOptions, ModelFolder } from './manifest';
@@ -16,7 +16,7 @@ import { gatherIds, planTextBatches, tokenLengths } from './text-lengths';
 import { classPrompts } from './prompts';
 import { promptWeights, weightMatrix } from './prompt-weights';
 import type { PromptMix, PromptWeightsInput } from './prompt-weights';
-import { encodeSharedPrefix, KV_INPUTS, splitPoint } from './shared-prefix';
+import { encodeSharedPrefix, splitPoint } from './shared-prefix';
 import type { SharedPrefixRow } from './shared-prefix';
 import { sharedPrefixKey, textKey, TextFeatureMemo } from './text-memo';
 import { ClipTokenizer } from './tokenizer';
@@ -123,25 +123,6 @@ export interface ClipnModelOptions extends LoadManifestOptions {
 /** 'auto' preprocesses smaller calls in-process unless workers are already running. */
 const AUTO_POOL_MIN_IMAGES = 8;
 
-interface GraphIO {
-  inputs: string[];
-  output?: string;
-}
-
-/** An expected input dim: a size, any batch, or a token axis of 1..upTo (variable-length text graphs). */
-type ExpectedDim = number | 'B' | { upTo: number };
-
-function fmtDims(dims: ReadonlyArray<ExpectedDim | string>): string {
-  return `[${dims.map((d) => (typeof d === 'object' ? `1..${d.upTo}` : d)).join(', ')}]`;
-}
-
-/** Whether a graph input dim (a size, or a name for a free axis) can hold what `want` expects. */
-function graphDimFits(got: number | string, want: ExpectedDim): boolean {
-  if (want === 'B') return true;
-  if (typeof want === 'object') return typeof got !== 'number'; // a fixed size cannot take every length
-  return typeof got !== 'number' || got === want;
-}
-
 export class ClipnModel {
   /** Text rows already encoded (see text-memo.ts). */
   private readonly textMemo: TextFeatureMemo;
@@ -199,35 +180,6 @@ export class ClipnModel {
     return this.manifest.preprocess.size;
   }
 
-  private io(graph: GraphName): GraphIO {
-    if (graph === 'text_no_kv') return { inputs: [...KV_INPUTS] }; // fixed names (FORMAT.md)
-    const io = this.manifest.io;
-    const key = graph === 'image_fp16' || graph === 'image_int8' ? 'image' : graph;
-    // Defaults are FORMAT.md's names for folders written before the manifest carried `io`.
-    const defaults: Record<string, string[]> = { image: ['pixel_values'], text: ['input_ids'], text_no: ['input_ids', 'prompt_weights'] };
-    return { inputs: io ? io[key] : defaults[key], output: io?.output };
-  }
-
-  /** The shape each input must have per the manifest ('B' = any batch). */
-  private expectedShapes(graph: GraphName): ExpectedDim[][] {
-    const c: ExpectedDim = this.variableTextLength ? { upTo: this.contextLength } : this.contextLength;
-    switch (graph) {
-      case 'image':
-      case 'image_fp16':
-      case 'image_int8':
-        return [['B', 3, this.imageSize, this.imageSize]];
-      case 'text':
-        return [['B', c]];
-      case 'text_no':
-        return [['B', c], ['B', this.numPrompts]];
-      case 'text_no_kv': {
-        const { layers, heads, width } = this.manifest.architecture.text;
-        const past: ExpectedDim[] = [layers, 'B', heads, 'B', width / heads];
-        return [['B', { upTo: this.contextLength }], ['B', this.numPrompts], past, past, ['B']];
-      }
-    }
-  }
-
   /** Session for a graph, checked once against the manifest (a wrong graph fails by name). */
   session(graph: GraphName): Promise<GraphSession> {
     let p = this.checked.get(graph);
@@ -245,23 +197,7 @@ export class ClipnModel {
       throw new Error(`${this.modelFolder.manifestPath}: this model has no "${graph}" graph (graphs lists ${Object.keys(this.manifest.graphs).join(', ')})`);
     }
     const session = await this.backend.session(graph, file);
-    const { inputs } = this.io(graph);
-    const shapes = this.expectedShapes(graph);
-    const meta = session.inputs();
-    inputs.forEach((name, i) => {
-      const info = meta.find((m) => m.name === name);
-      if (!info) {
-        throw new Error(`${graph} graph ${file}: has no input "${name}" (inputs: ${session.inputNames.join(', ')}); re-export the model`);
-      }
-      const want = shapes[i];
-      const fixedMismatch = info.shape.length !== want.length || want.some((d, j) => !graphDimFits(info.shape[j], d));
-      if (fixedMismatch) {
-        throw new Error(
-          `${graph} graph ${file}: input "${name}" has shape ${fmtDims(info.shape)} but ${path.basename(this.modelFolder.manifestPath)} ` +
-            `implies ${fmtDims(want)}; the graph and manifest come from different exports: re-export the model`,
-        );
-      }
-    });
+    checkGraphInputs(this.modelFolder, graph, session);
     return session;
   }
 
@@ -270,24 +206,13 @@ export class ClipnModel {
     return (await this.session(graph)).providerReport;
   }
 
-  private checkDims(graph: GraphName, input: string, got: readonly number[], want: ExpectedDim[], length: number): void {
-    const fits = (d: ExpectedDim, n: number) => (d === 'B' ? n >= 1 : typeof d === 'object' ? Number.isInteger(n) && n >= 1 && n <= d.upTo : n === d);
-    const ok = got.length === want.length && want.every((d, j) => fits(d, got[j])) && got.reduce((a, b) => a * b, 1) === length;
-    if (!ok) {
-      throw new Error(
-        `${graph} graph: ${input} dims ${fmtDims(got)} (${length} values) do not match the expected ${fmtDims(want)} ` +
-          `from ${this.modelFolder.manifestPath}`,
-      );
-    }
-  }
-
   private async runGraph(graph: GraphName, feeds: TensorData[]): Promise<Embeddings> {
     const session = await this.session(graph);
-    const { inputs, output } = this.io(graph);
-    const shapes = this.expectedShapes(graph);
+    const { inputs, output } = graphIO(this.manifest, graph);
+    const shapes = expectedShapes(this.manifest, graph);
     const named: Record<string, TensorData> = {};
     feeds.forEach((t, i) => {
-      this.checkDims(graph, inputs[i], t.dims, shapes[i], t.data.length);
+      checkFeedDims(this.modelFolder, graph, inputs[i], t.dims, shapes[i], t.data.length);
       named[inputs[i]] = t;
     });
     const batch = feeds[0].dims[0];
