@@ -53,10 +53,6 @@ export const IMAGE_PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
 export type ImagePrecision = (typeof IMAGE_PRECISIONS)[number];
 
 /**
- * The manifest graph of a precision: fp16 has fp16 weights with f32 IO; int8 is dynamically
- * quantised (int8 weights, activations quantised per call; f32 IO).
- */
-/**
  * Images per image-graph run when the caller names none, by the provider that runs it. CPU: 32
  * (one to 32 measured alike on 2 cores, bench/README). WebGPU: 64 (an H200 ran ViT-B/16 fp16 at
  * 445 / 495 / 494 / 202 images/s at 32 / 64 / 128 / 256). CUDA: 64, PyTorch's plateau on the
@@ -66,6 +62,10 @@ export function imageBatchFor(provider: string): number {
   return provider === 'webgpu' || provider === 'cuda' ? 64 : 32;
 }
 
+/**
+ * The manifest graph of a precision: fp16 has fp16 weights with f32 IO; int8 is dynamically
+ * quantised (int8 weights, activations quantised per call; f32 IO).
+ */
 export function imageGraphFor(precision: ImagePrecision): GraphName {
   return precision === 'fp32' ? 'image' : `image_${precision}`;
 }
