@@ -3,12 +3,13 @@
 //   kernel/main.js                   the kernel child process the controller forks
 //   kernel/preprocess-worker.js      its image-decoding worker thread
 //   kernel/ablation-worker.js        the ablation's scoring worker thread
+//   kernel/text-kv-worker.js         a text worker (shared prompt beginnings on the CPU)
 //   cli/clipn.js                     the `clipn` command line
-//   cli/preprocess-worker.js, cli/ablation-worker.js   the same workers, beside the CLI bundle
+//   cli/preprocess-worker.js, cli/ablation-worker.js, cli/text-kv-worker.js   the same workers, beside the CLI bundle
 // The layout mirrors out/extension/ on purpose: modules that find files from __dirname keep
 // working unchanged in both (controller: `kernel/main.js` beside it; report/writer.ts:
-// PACKAGE_ROOT three levels above cli/ and kernel/; preprocess-pool and variant-scorer: their
-// workers beside the bundle that contains them).
+// PACKAGE_ROOT three levels above cli/ and kernel/; preprocess-pool, variant-scorer and
+// text-kv-pool: their workers beside the bundle that contains them).
 //
 // onnxruntime-node and sharp stay external: native modules, loaded from node_modules (the vsix
 // ships them per platform, see scripts/package.sh). Everything else (yaml, umap-js and its ml-*
@@ -29,6 +30,7 @@ const metaFile = join(root, 'build', 'esbuild-extension-meta.json');
 
 const worker = 'extension/engine/preprocess-worker.ts';
 const ablationWorker = 'extension/engine/analysis/ablation-worker.ts';
+const textWorker = 'extension/engine/text-kv-worker.ts';
 const result = await build({
   absWorkingDir: root,
   entryPoints: [
@@ -36,9 +38,11 @@ const result = await build({
     { in: 'extension/kernel/main.ts', out: 'kernel/main' },
     { in: worker, out: 'kernel/preprocess-worker' },
     { in: ablationWorker, out: 'kernel/ablation-worker' },
+    { in: textWorker, out: 'kernel/text-kv-worker' },
     { in: 'extension/cli/clipn.ts', out: 'cli/clipn' },
     { in: worker, out: 'cli/preprocess-worker' },
     { in: ablationWorker, out: 'cli/ablation-worker' },
+    { in: textWorker, out: 'cli/text-kv-worker' },
   ],
   outdir,
   bundle: true,

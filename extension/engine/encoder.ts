@@ -2,6 +2,7 @@
 // the three CLIPN encoders on plain inputs (image files/buffers, prompt strings). All outputs
 // are float32 row-major with their dims and the execution provider that computed them, so a
 // notebook can show where the numbers came from. ORT itself stays behind backend.ts.
+import * as os from 'node:os';
 import { OrtBackend } from './backend';
 import type { BackendOptions, GraphSession, ProviderReport, TensorData } from './backend';
 import { runImagePipeline } from './encoder-pipeline';
@@ -16,8 +17,10 @@ import { gatherIds, planTextBatches, tokenLengths } from './text-lengths';
 import { classPrompts } from './prompts';
 import { promptWeights, weightMatrix } from './prompt-weights';
 import type { PromptMix, PromptWeightsInput } from './prompt-weights';
-import { encodeSharedPrefix, splitPoint } from './shared-prefix';
+import { splitPoint } from './shared-prefix';
 import type { SharedPrefixRow } from './shared-prefix';
+import { KvTextWorkers } from './text-kv-pool';
+import type { KvTextWorkerStats } from './text-kv-pool';
 import { sharedPrefixKey, textKey, TextFeatureMemo } from './text-memo';
 import { ClipTokenizer } from './tokenizer';
 
@@ -118,6 +121,13 @@ export interface ClipnModelOptions extends LoadManifestOptions {
   preprocessWorkerFile?: string;
   /** Bytes of text features remembered between calls (default 128 MB; 0: none). */
   textMemoBytes?: number;
+  /**
+   * Worker threads for shared-beginnings text encoding on the CPU (default 'auto': min(cores, 4)
+   * on two cores or more; 0: the calling thread). text-kv-pool.ts says why.
+   */
+  textWorkers?: number | 'auto';
+  /** Their script (default: text-kv-worker.js beside text-kv-pool.js, as for preprocessWorkerFile). */
+  textWorkerFile?: string;
 }
 
 /** 'auto' preprocesses smaller calls in-process unless workers are already running. */
@@ -132,16 +142,19 @@ export class ClipnModel {
   private readonly checked = new Map<GraphName, Promise<GraphSession>>();
   /** encodeImages' preprocessing workers, started on first use, stopped by dispose(). */
   private pool?: PreprocessPool;
+  /** encodeClassPromptsNo's text workers (shared beginnings on the CPU), stopped by dispose(). */
+  private readonly kvText: KvTextWorkers;
   private disposed = false;
 
   private constructor(
     readonly modelFolder: ModelFolder,
     readonly tokenizer: ClipTokenizer,
     backendOptions: BackendOptions | undefined,
-    private readonly poolOptions: Pick<ClipnModelOptions, 'preprocessWorkers' | 'preprocessWorkerFile'> = {},
+    private readonly poolOptions: Pick<ClipnModelOptions, 'preprocessWorkers' | 'preprocessWorkerFile' | 'textWorkers' | 'textWorkerFile'> = {},
     textMemoBytes?: number,
   ) {
     this.backend = new OrtBackend(backendOptions);
+    this.kvText = new KvTextWorkers(poolOptions.textWorkers, os.availableParallelism(), poolOptions.textWorkerFile);
     this.textMemo = new TextFeatureMemo(textMemoBytes);
     resolvePreprocessWorkers(poolOptions.preprocessWorkers); // a bad setting fails at load
   }
@@ -157,7 +170,8 @@ export class ClipnModel {
           `architecture.text.vocab_size = ${m.architecture.text.vocab_size}; re-export the model with its own merges file`,
       );
     }
-    return new ClipnModel(model, tokenizer, opts.backend, { preprocessWorkers: opts.preprocessWorkers, preprocessWorkerFile: opts.preprocessWorkerFile }, opts.textMemoBytes);
+    const { preprocessWorkers, preprocessWorkerFile, textWorkers, textWorkerFile } = opts;
+    return new ClipnModel(model, tokenizer, opts.backend, { preprocessWorkers, preprocessWorkerFile, textWorkers, textWorkerFile }, opts.textMemoBytes);
   }
 
   get manifest(): ClipnManifest {
@@ -307,6 +321,11 @@ export class ClipnModel {
     return this.pool;
   }
 
+  /** The shared-beginnings text workers' state. */
+  textWorkerStats(): KvTextWorkerStats {
+    return this.kvText.stats();
+  }
+
   /** The preprocessing pool's state (undefined before encodeImages first used it). */
   preprocessPoolStats(): (PreprocessPoolStats & { size: number; broken?: string }) | undefined {
     const p = this.pool;
@@ -445,7 +464,7 @@ export class ClipnModel {
       });
       const { layers, heads, width } = this.manifest.architecture.text;
       const shape = { layers, heads, headWidth: width / heads, prompts: this.numPrompts, embedDim: this.embedDim };
-      await encodeSharedPrefix(kv, shape, rows, opts.batchSize ?? 64, (batch, embeds) => store(batch.map((r) => missing[r]), embeds, kv), opts.signal);
+      await this.kvText.encode(kv, shape, rows, opts.batchSize ?? 64, (batch, embeds) => store(batch.map((r) => missing[r]), embeds, kv), opts.signal);
     });
   }
 
@@ -461,6 +480,6 @@ export class ClipnModel {
     this.disposed = true;
     const pool = this.pool;
     this.pool = undefined;
-    await Promise.all([this.backend.dispose(), pool?.close()]);
+    await Promise.all([this.backend.dispose(), pool?.close(), this.kvText.close()]);
   }
 }

@@ -38,6 +38,9 @@ export interface SharedPrefixRow {
   past: string;
 }
 
+/** What encodeSharedPrefix checks between graph runs: an AbortSignal, or a worker's shared flag. */
+export interface Cancellation { throwIfAborted(): void }
+
 /** The number of leading ids a text shares with its template's beginning, 1 .. ids.length - 1. */
 export function splitPoint(ids: readonly number[], beginning: readonly number[]): number {
   let split = 0;
@@ -90,7 +93,7 @@ export async function encodeSharedPrefix(
   rows: readonly SharedPrefixRow[],
   batchSize: number,
   store: (rowIndices: number[], embeds: Float32Array) => void,
-  signal?: AbortSignal,
+  signal?: Cancellation,
 ): Promise<void> {
   const { layers, heads, headWidth, prompts, embedDim } = shape;
   const empty: TensorData = { type: 'float32', data: new Float32Array(0), dims: [layers, 1, heads, 0, headWidth] };

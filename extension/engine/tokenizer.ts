@@ -280,6 +280,8 @@ const BYTE_DECODER: ReadonlyMap<string, number> = new Map(BYTE_TABLE.map((ch, b)
 /** Python's str.strip() with no argument. */
 const PY_STRIP = new RegExp(`^[${PY_SPACE_CLASS}]+|[${PY_SPACE_CLASS}]+$`, 'gu');
 const CACHE_LIMIT = 200_000;
+/** tokenizeOne's remembered rows (ViT-B/16's 77 ids each: ~12 MB at most). */
+const ROWS_LIMIT = 20_000;
 
 export class ClipTokenizer {
   readonly contextLength: number;
@@ -289,6 +291,10 @@ export class ClipTokenizer {
   private readonly decoder = new Map<number, string>();
   private readonly ranks = new Map<string, number>();
   private readonly cache = new Map<string, number[]>();
+  /** Ids of each word as the text pattern matched it (before byte encoding): most words repeat. */
+  private readonly words = new Map<string, readonly number[]>();
+  /** tokenizeOne's rows: prompt pools fill the same templates with the same classes call after call. */
+  private readonly rows = new Map<string, readonly number[]>();
 
   /** Loads the tokenizer from a merges file (the model folder's `tokenizer.merges`). */
   static fromFile(mergesPath: string, contextLength = DEFAULT_CONTEXT_LENGTH): ClipTokenizer {
@@ -323,6 +329,7 @@ export class ClipTokenizer {
 
   private resetCache(): void {
     this.cache.clear();
+    this.words.clear();
     // Python seeds its BPE cache with the special tokens, so they map to SOT/EOT in text too.
     this.cache.set(SOT, [this.sot]);
     this.cache.set(EOT, [this.eot]);
@@ -376,11 +383,17 @@ export class ClipTokenizer {
     const ids: number[] = [];
     const cleaned = cleanText(text);
     for (const match of cleaned.matchAll(tokenPattern(cleaned))) {
-      // Lone surrogates (impossible in Python strings from UTF-8) become U+FFFD's bytes.
-      const bytes = Buffer.from(match[0], 'utf8');
-      let symbols = '';
-      for (const b of bytes) symbols += BYTE_TABLE[b];
-      for (const id of this.bpe(symbols)) ids.push(id);
+      let word = this.words.get(match[0]);
+      if (word === undefined) {
+        // Lone surrogates (impossible in Python strings from UTF-8) become U+FFFD's bytes.
+        const bytes = Buffer.from(match[0], 'utf8');
+        let symbols = '';
+        for (const b of bytes) symbols += BYTE_TABLE[b];
+        word = this.bpe(symbols);
+        if (this.words.size >= CACHE_LIMIT) this.resetCache();
+        this.words.set(match[0], word);
+      }
+      for (const id of word) ids.push(id);
     }
     return ids;
   }
@@ -407,12 +420,16 @@ export class ClipTokenizer {
 
   /** Ids of one text as the model sees them: SOT, ids, EOT, zero padding; EOT kept last. */
   tokenizeOne(text: string): number[] {
+    const known = this.rows.get(text);
+    if (known) return known.slice();
     let ids = [this.sot, ...this.encode(text), this.eot];
     if (ids.length > this.contextLength) {
       ids = ids.slice(0, this.contextLength);
       ids[ids.length - 1] = this.eot;
     }
     while (ids.length < this.contextLength) ids.push(0);
+    if (this.rows.size >= ROWS_LIMIT) this.rows.clear();
+    this.rows.set(text, ids.slice());
     return ids;
   }
 

@@ -29,7 +29,7 @@ const TARGET = 'linux-x64';
 const VSIX = path.join(REPO_ROOT, 'build', `clipn-lab-${TARGET}.vsix`);
 /** All of onnxruntime's and libvips' linux-x64 binaries and the model come to ~45 MiB zipped. */
 const SIZE_BOUND_MIB = 50;
-const BUNDLES = ['main.js', 'kernel/main.js', 'kernel/preprocess-worker.js', 'kernel/ablation-worker.js', 'cli/clipn.js', 'cli/preprocess-worker.js', 'cli/ablation-worker.js'];
+const BUNDLES = ['main.js', 'kernel/main.js', 'kernel/preprocess-worker.js', 'kernel/ablation-worker.js', 'kernel/text-kv-worker.js', 'cli/clipn.js', 'cli/preprocess-worker.js', 'cli/ablation-worker.js', 'cli/text-kv-worker.js'];
 const MANIFEST = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'models', 'default', 'clipn.json'), 'utf8')) as {
   files: Record<string, string>;
   preprocess: PreprocessConfig;

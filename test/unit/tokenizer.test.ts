@@ -51,8 +51,13 @@ function assertParity(merges: string, texts: string[], context = 77, given?: PyR
   const js = rows(tok, texts);
   texts.forEach((text, i) => {
     assert.deepEqual(js[i], py.ids[i], `ids differ for ${JSON.stringify(text)}`);
-    assert.deepEqual(tok.tokenizeOne(text), py.ids[i]);
+    const first = tok.tokenizeOne(text);
+    assert.deepEqual(first, py.ids[i]);
+    first.fill(-1); // the caller's copy: the row tokenizeOne remembers must not change with it
+    assert.deepEqual(tok.tokenizeOne(text), py.ids[i], `remembered ids differ for ${JSON.stringify(text)}`);
   });
+  // Again, every word now from the word cache.
+  rows(tok, texts).forEach((ids, i) => assert.deepEqual(ids, py.ids[i], `cached words give other ids for ${JSON.stringify(texts[i])}`));
   assert.equal(tok.vocabSize, py.vocab_size);
   return { tok, py };
 }

@@ -98,7 +98,10 @@ export interface AblationInput {
   objective?: AblationObjective;
   /** At most this many greedy steps (default 8, as the notebook cell; 0: none). */
   greedySteps?: number;
-  /** Prompts per text-encoder run (default 2048, measured fastest on the 2-core machine). */
+  /**
+   * Prompts per text-encoder run (default 512: with the model's text workers, one intra-op thread
+   * each, 256-512 ran ~15% faster than 2048 on the 2-core machine, whose L2 holds a 512-row run).
+   */
   textBatchSize?: number;
   /** onnxruntime providers for the ATD graph, tried in order in each scoring worker (default ['cpu']). */
   executionProviders?: readonly string[];
@@ -131,7 +134,7 @@ export interface AblationResult {
   notes: string[];
   /** variantsScored: computed in this run; variantsFromMemo: taken from `memo`. */
   counts: { textPrompts: number; variantsScored: number; variantsFromMemo: number };
-  /** Wall seconds: all text encoding; the scoring workers' start (yes side, sessions; ~0 with the last run's kept scorer); scoring the rows; greedy scoring; total. */
+  /** Wall seconds: all text encoding; the wait for the scoring workers' start after the pool's text (they start beside it; ~0 with the last run's kept scorer); scoring the rows; greedy scoring; total. */
   seconds: { text: number; setup: number; rows: number; greedy: number; total: number };
 }
 
@@ -199,7 +202,7 @@ function validate(input: AblationInput) {
   }
   const maxSteps = input.greedySteps ?? DEFAULT_GREEDY_STEPS;
   if (!Number.isInteger(maxSteps) || maxSteps < 0) throw new AblationError(`greedySteps must be a non-negative integer (got ${maxSteps})`);
-  const batchSize = input.textBatchSize ?? 2048;
+  const batchSize = input.textBatchSize ?? 512;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new AblationError(`textBatchSize must be a positive integer (got ${batchSize})`);
   const chunkElements = input.chunkElements ?? CHUNK_ELEMENTS;
   if (!Number.isInteger(chunkElements) || chunkElements < 1) throw new AblationError(`chunkElements must be a positive integer (got ${chunkElements})`);
@@ -330,29 +333,31 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
   const yesPrompts = classPrompts(classes, yesTemplates);
   const yesRaw = await encoded(ctx, yesPrompts.length, (o) => model.encodeTexts(yesPrompts, o));
   const yes = ensembleByClass(yesRaw.data, d, c, yesTemplates.length).data;
-  const pool = input.pool.kind === 'templates' ? await templatePool(ctx, input.pool) : learnedPool(ctx, positions);
-
-  // Not started before the pool's text encoding to overlap with it: measured slower, the
-  // workers' setup holds up the encoder's two threads more than it saves.
-  const tSetup = performance.now();
   const images = new Float32Array((idN + oodN) * d);
   images.set(input.idFeatures);
   images.set(input.oodFeatures, idN * d);
   // The ATD graph's providers are part of the context: another provider gives other float32 sums.
   const context = digest(images, yes, `idN ${idN} scale ${SCALE}`, `providers ${providers.join()}`);
   const scorerKey = `${context}|chunk ${chunkElements} batch ${VARIANTS_PER_BATCH} workers ${workers}`;
+  // Started before the pool's text encoding, which runs in the model's text workers (or the
+  // calling thread's session) meanwhile: the scorer's setup is mostly its workers' start.
+  const starting = takeKeptScorer(scorerKey) ?? VariantScorer.create({
+    x: images, n: idN + oodN, d, idN, yes, c, executionProviders: providers, chunkElements, batchVariants: VARIANTS_PER_BATCH, workers,
+  });
+  Promise.resolve(starting).catch(() => undefined); // awaited below, or closed in finally
   let scorer: VariantScorer | undefined;
   let finished = false;
+  let setup = 0;
   try {
-    scorer = takeKeptScorer(scorerKey) ?? await VariantScorer.create({
-      x: images, n: idN + oodN, d, idN, yes, c, executionProviders: providers, chunkElements, batchVariants: VARIANTS_PER_BATCH, workers,
-    });
+    const pool = input.pool.kind === 'templates' ? await templatePool(ctx, input.pool) : learnedPool(ctx, positions);
+    const tSetup = performance.now();
+    scorer = await starting;
+    setup = (performance.now() - tSetup) / 1000;
     const scored0 = scorer.scored;
     const accuracy = input.idLabels ? idAccuracy(scorer.predicted.subarray(0, idN), input.idLabels) : undefined;
     if (accuracy !== undefined) notes.push(`ID accuracy ${(100 * accuracy).toFixed(2)}% for every variant: the predicted class comes from the yes side only`);
     const memo = input.memo && { memo: input.memo, context };
     const evaluator = new Evaluator(scorer, pool, memo, input.signal);
-    const setup = (performance.now() - tSetup) / 1000;
     /** A phase's wall seconds without the text encoding inside it. */
     const phase = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
       const [w0, text0] = [performance.now(), ctx.spent.seconds];
@@ -386,6 +391,7 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
   } finally {
     // A run that failed or was aborted may leave batches in the workers: that scorer is not reused.
     if (scorer && finished) keepScorer(scorerKey, scorer);
-    else await scorer?.close();
+    else if (scorer) await scorer.close();
+    else await Promise.resolve(starting).then((s) => s.close(), () => undefined);
   }
 }

@@ -1,0 +1,276 @@
+// Worker threads that run the shared-beginnings text graph (text_no_kv) on the CPU, each with its
+// own session (text-kv-worker.ts). onnxruntime-node runs a session on the calling thread, and the
+// kv graph is many small ops (width 128 in the bundled model): one session with two intra-op
+// threads kept two cores ~75% busy, two workers with one thread each ~95% (bench/README
+// "Ablation"). A call's rows are cut into one contiguous share per worker in encodeSharedPrefix's
+// own order (split, past), so each share is whole pasts but for its edges; a row's feature does
+// not depend on its batch or thread count, so the shares' rows are the calling thread's bits.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { GraphSession } from './backend';
+import { encodeSharedPrefix } from './shared-prefix';
+import type { KvShape, SharedPrefixRow } from './shared-prefix';
+import type { FromTextWorker, ToTextWorker } from './text-kv-worker';
+
+/** The error a cancelled job stops with in its worker (the pool has already settled the call). */
+export const CANCELLED = 'text worker job cancelled';
+/** At most this many workers: each holds a copy of the no tower (~250 MB for ViT-B/16). */
+const MAX_WORKERS = 4;
+const CLOSE_WAIT_MS = 5000;
+
+/** The compiled worker beside this module (out/ with tsc, or a bundle's directory). */
+export function textKvWorkerFile(): string {
+  return path.join(__dirname, 'text-kv-worker.js');
+}
+
+/** 'auto' -> min(cores, 4) workers where there are two cores or more, else 0 (the calling thread). */
+export function resolveTextWorkers(setting: number | 'auto' | undefined, cores: number): number {
+  if (setting === undefined || setting === 'auto') return cores >= 2 ? Math.min(cores, MAX_WORKERS) : 0;
+  if (!Number.isInteger(setting) || setting < 0) {
+    throw new Error(`textWorkers must be 'auto' or a whole number >= 0 (0: the calling thread), got ${JSON.stringify(setting)}`);
+  }
+  return setting;
+}
+
+/**
+ * Row indices in encodeSharedPrefix's order (split, then past, then own length), cut into at
+ * most `parts` contiguous shares of about equal own tokens (what a row costs); empty shares dropped.
+ */
+export function shareRows(rows: readonly SharedPrefixRow[], parts: number): number[][] {
+  const own = (i: number) => rows[i].ids.length - rows[i].split;
+  const pastIds = new Map<string, number>();
+  const past = rows.map((r) => pastIds.get(r.past) ?? (pastIds.set(r.past, pastIds.size), pastIds.size - 1));
+  const order = rows.map((_, i) => i).sort((a, b) => rows[a].split - rows[b].split || past[a] - past[b] || own(a) - own(b) || a - b);
+  const total = order.reduce((sum, i) => sum + own(i), 0);
+  const shares: number[][] = [];
+  let share: number[] = [];
+  let acc = 0;
+  for (const i of order) {
+    share.push(i);
+    acc += own(i);
+    if (shares.length < parts - 1 && acc >= (total * (shares.length + 1)) / parts) (shares.push(share), (share = []));
+  }
+  if (share.length > 0) shares.push(share);
+  return shares;
+}
+
+export interface KvTextPoolOptions {
+  /** The text_no_kv graph file. */
+  file: string;
+  shape: KvShape;
+  workers: number;
+  /** Intra-op threads per worker. */
+  threads: number;
+  workerFile?: string;
+}
+
+interface Job {
+  shares: number[][];
+  store: (rows: number[], embeds: Float32Array) => void;
+  left: number;
+  resolve: () => void;
+  reject: (e: Error) => void;
+}
+
+export class KvTextPool {
+  private readonly jobs = new Map<number, Job>();
+  private nextId = 0;
+  private closed = false;
+  /** Why the pool stopped working (a worker died or failed to start); set once. */
+  broken?: string;
+  /** Jobs (calls) run so far. */
+  calls = 0;
+
+  private constructor(private readonly workers: Worker[], readonly threads: number, private readonly file: string) {}
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /** Starts the workers and opens their sessions; rejects (and stops them) if any fails. */
+  static async start(o: KvTextPoolOptions): Promise<KvTextPool> {
+    const file = path.resolve(o.workerFile ?? textKvWorkerFile());
+    if (!fs.existsSync(file)) throw new Error(`text worker ${file} not found: build with tsc (it is compiled beside text-kv-pool.js) or bundle extension/engine/text-kv-worker.ts beside the engine`);
+    const workers = Array.from({ length: o.workers }, () => new Worker(file));
+    const pool = new KvTextPool(workers, o.threads, file);
+    // Until every worker is ready, a message, error or exit settles its start; after it, the pool's
+    // own handlers (a worker that stops later breaks the pool).
+    let started = false;
+    const starts = workers.map((w) => new Promise<void>((resolve, reject) => {
+      const fail = (why: string) => reject(new Error(`text worker (${file}) ${why}`));
+      w.on('message', (m: FromTextWorker) => {
+        if (started) pool.receive(m);
+        else if (m.type === 'ready') resolve();
+        else fail(`could not open ${o.file}: ${m.type === 'error' ? m.error : m.type}`);
+      });
+      w.on('error', (e) => (started ? pool.fail(`text worker (${file}) failed: ${e.message}`) : fail(`failed: ${e.message}`)));
+      w.on('exit', (code) => (started ? pool.fail(`text worker (${file}) stopped (exit code ${code})`) : fail(`stopped (exit code ${code}) before it was ready`)));
+      w.postMessage({ type: 'init', file: o.file, shape: o.shape, threads: o.threads } satisfies ToTextWorker);
+    }));
+    try {
+      await Promise.all(starts);
+    } catch (err) {
+      pool.closed = true;
+      await Promise.all(workers.map((w) => w.terminate()));
+      throw err;
+    }
+    started = true;
+    pool.updateRefs();
+    return pool;
+  }
+
+  /**
+   * Encodes `rows` as encodeSharedPrefix(session, shape, rows, batchSize, store) would, the
+   * shares in parallel; `store(rowIndices, embeds)` gets each graph run's rows as they come.
+   * Rejects with the signal's reason when cancelled (the workers stop at their next graph run)
+   * and with an Error when a worker fails (then `broken` says why if the pool is lost).
+   */
+  encode(rows: readonly SharedPrefixRow[], batchSize: number, store: (rows: number[], embeds: Float32Array) => void, signal?: AbortSignal): Promise<void> {
+    if (this.broken) return Promise.reject(new Error(this.broken));
+    if (this.closed) return Promise.reject(new Error('text workers were closed'));
+    signal?.throwIfAborted();
+    if (rows.length === 0) return Promise.resolve();
+    const shares = shareRows(rows, this.workers.length);
+    const id = this.nextId++;
+    const cancel = new SharedArrayBuffer(4);
+    this.calls++;
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        Atomics.store(new Int32Array(cancel), 0, 1);
+        settle(() => reject(signal!.reason));
+      };
+      const settle = (f: () => void) => {
+        if (!this.jobs.delete(id)) return;
+        signal?.removeEventListener('abort', onAbort);
+        this.updateRefs();
+        f();
+      };
+      this.jobs.set(id, { shares, store, left: shares.length, resolve: () => settle(resolve), reject: (e) => settle(() => reject(e)) });
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.updateRefs();
+      shares.forEach((share, w) => this.workers[w].postMessage({ type: 'job', id, share: w, rows: share.map((i) => rows[i]), batchSize, cancel } satisfies ToTextWorker));
+    });
+  }
+
+  /** Idle workers must not keep the process alive (a model nobody disposed, a CLI that ends). */
+  private updateRefs(): void {
+    for (const w of this.workers) this.jobs.size > 0 ? w.ref() : w.unref();
+  }
+
+  private receive(m: FromTextWorker): void {
+    if (m.type === 'closed') return;
+    if (m.type === 'ready' || m.id === undefined) {
+      if (m.type === 'error') this.fail(`text worker (${this.file}): ${m.error}`);
+      return;
+    }
+    const job = this.jobs.get(m.id);
+    if (!job) return; // cancelled or failed already: what is still in flight is dropped
+    if (m.type === 'error') {
+      if (!m.error.includes(CANCELLED)) job.reject(new Error(`text worker: ${m.error}`));
+      return;
+    }
+    if (m.type === 'batch') {
+      const share = job.shares[m.share];
+      job.store(m.rows.map((r) => share[r]), m.embeds);
+      return;
+    }
+    if (--job.left === 0) job.resolve();
+  }
+
+  private fail(why: string): void {
+    if (this.closed || this.broken) return;
+    this.broken = why;
+    for (const job of [...this.jobs.values()]) job.reject(new Error(why));
+    void Promise.all(this.workers.map((w) => w.terminate()));
+  }
+
+  /** Stops the workers (each releases its session first, or is terminated after 5 s). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const job of [...this.jobs.values()]) job.reject(new Error('text workers were closed'));
+    await Promise.all(this.workers.map((w) => new Promise<void>((resolve) => {
+      const timer = setTimeout(() => void w.terminate(), CLOSE_WAIT_MS);
+      w.once('exit', () => (clearTimeout(timer), resolve()));
+      w.postMessage({ type: 'close' } satisfies ToTextWorker);
+    })));
+  }
+}
+
+/** A call of at least this many rows waits for starting workers; smaller ones run on the calling thread meanwhile. */
+const WAIT_FOR_START_ROWS = 1024;
+
+export interface KvTextWorkerStats {
+  /** Workers the setting asks for (0: the calling thread always). */
+  workers: number;
+  threads: number;
+  state: 'off' | 'starting' | 'ready' | 'failed';
+  /** Why the workers could not start or were lost (then calls run on the calling thread). */
+  failed?: string;
+  calls: number;
+}
+
+/**
+ * The model's text workers: started on the first shared-beginnings call (in the background; the
+ * calls before they are ready run on the calling thread unless large), kept until close(). Where
+ * they cannot start or are lost, calls run on the calling thread and `stats().failed` says why.
+ */
+export class KvTextWorkers {
+  private pool?: KvTextPool;
+  private starting?: Promise<KvTextPool | undefined>;
+  private failed?: string;
+  private closed = false;
+  readonly workers: number;
+  readonly threads: number;
+
+  constructor(setting: number | 'auto' | undefined, cores: number, private readonly workerFile?: string) {
+    this.workers = resolveTextWorkers(setting, cores);
+    this.threads = Math.max(1, Math.floor(cores / Math.max(1, this.workers)));
+  }
+
+  stats(): KvTextWorkerStats {
+    const failed = this.failed ?? this.pool?.broken;
+    const state = this.workers === 0 ? 'off' : failed ? 'failed' : this.pool ? 'ready' : this.starting ? 'starting' : 'off';
+    return { workers: this.workers, threads: this.threads, state, failed, calls: this.pool?.calls ?? 0 };
+  }
+
+  private async ready(file: string, shape: KvShape, rows: number): Promise<KvTextPool | undefined> {
+    if (this.workers === 0 || this.failed || this.closed) return undefined;
+    if (this.pool?.broken) (this.failed = this.pool.broken), (this.pool = undefined);
+    if (this.pool || this.failed) return this.pool;
+    this.starting ??= KvTextPool.start({ file, shape, workers: this.workers, threads: this.threads, workerFile: this.workerFile }).then(
+      async (pool) => {
+        if (this.closed) return void (await pool.close());
+        return (this.pool = pool);
+      },
+      (err: unknown) => void (this.failed = err instanceof Error ? err.message : String(err)),
+    );
+    return rows >= WAIT_FOR_START_ROWS ? this.starting : undefined;
+  }
+
+  /**
+   * encodeSharedPrefix(session, shape, rows, batchSize, store, signal) on the workers where they
+   * run, else on the calling thread; rows a lost pool did not finish are run here.
+   */
+  async encode(session: GraphSession, shape: KvShape, rows: readonly SharedPrefixRow[], batchSize: number, store: (rows: number[], embeds: Float32Array) => void, signal?: AbortSignal): Promise<void> {
+    const pool = session.provider === 'cpu' ? await this.ready(session.file, shape, rows.length) : undefined;
+    const stored = new Uint8Array(rows.length);
+    if (pool) {
+      try {
+        return await pool.encode(rows, batchSize, (batch, embeds) => (batch.forEach((r) => (stored[r] = 1)), store(batch, embeds)), signal);
+      } catch (err) {
+        if (signal?.aborted || !pool.broken) throw err;
+      }
+    }
+    const left = rows.map((_, i) => i).filter((i) => !stored[i]);
+    await encodeSharedPrefix(session, shape, left.map((i) => rows[i]), batchSize, (batch, embeds) => store(batch.map((r) => left[r]), embeds), signal);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.starting;
+    await this.pool?.close();
+    this.pool = undefined;
+  }
+}
