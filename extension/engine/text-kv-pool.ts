@@ -1,8 +1,8 @@
 // Worker threads that run the shared-beginnings text graph (text_no_kv) on the CPU, each with its
 // own session (text-kv-worker.ts). onnxruntime-node runs a session on the calling thread, and the
-// kv graph is many small ops (width 128 in the bundled model): one session with two intra-op
-// threads kept two cores ~75% busy, two workers with one thread each ~95% (bench/README
-// "Ablation"). A call's rows are cut into one contiguous share per worker in encodeSharedPrefix's
+// kv graph is many small ops (width 128 in the bundled model) between which a session's intra-op
+// threads wait on each other: 24,576 rows took 2.0-2.5 s in one session with two threads, 1.6-1.85 s
+// in two workers with one each (2-core machine, bench/README "Ablation"). A call's rows are cut into one contiguous share per worker in encodeSharedPrefix's
 // own order (split, past), so each share is whole pasts but for its edges; a row's feature does
 // not depend on its batch or thread count, so the shares' rows are the calling thread's bits.
 import * as fs from 'node:fs';
@@ -34,8 +34,8 @@ export function resolveTextWorkers(setting: number | 'auto' | undefined, cores: 
 }
 
 /**
- * Row indices in encodeSharedPrefix's order (split, then past, then own length), cut into at
- * most `parts` contiguous shares of about equal own tokens (what a row costs); empty shares dropped.
+ * Row indices in encodeSharedPrefix's order (split, then past in order of first appearance, then
+ * own length), cut into at most `parts` contiguous shares of about equal own tokens (what a row costs); empty shares dropped.
  */
 export function shareRows(rows: readonly SharedPrefixRow[], parts: number): number[][] {
   const own = (i: number) => rows[i].ids.length - rows[i].split;
