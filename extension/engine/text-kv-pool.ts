@@ -13,8 +13,6 @@ import { encodeSharedPrefix } from './shared-prefix';
 import type { KvShape, SharedPrefixRow } from './shared-prefix';
 import type { FromTextWorker, ToTextWorker } from './text-kv-worker';
 
-/** The error a cancelled job stops with in its worker (the pool has already settled the call). */
-export const CANCELLED = 'text worker job cancelled';
 /** At most this many workers: each holds a copy of the no tower (~250 MB for ViT-B/16). */
 const MAX_WORKERS = 4;
 const CLOSE_WAIT_MS = 5000;
@@ -82,18 +80,14 @@ export class KvTextPool {
   /** Jobs (calls) run so far. */
   calls = 0;
 
-  private constructor(private readonly workers: Worker[], readonly threads: number, private readonly file: string) {}
-
-  get size(): number {
-    return this.workers.length;
-  }
+  private constructor(private readonly workers: Worker[], private readonly file: string) {}
 
   /** Starts the workers and opens their sessions; rejects (and stops them) if any fails. */
   static async start(o: KvTextPoolOptions): Promise<KvTextPool> {
     const file = path.resolve(o.workerFile ?? textKvWorkerFile());
     if (!fs.existsSync(file)) throw new Error(`text worker ${file} not found: build with tsc (it is compiled beside text-kv-pool.js) or bundle extension/engine/text-kv-worker.ts beside the engine`);
     const workers = Array.from({ length: o.workers }, () => new Worker(file));
-    const pool = new KvTextPool(workers, o.threads, file);
+    const pool = new KvTextPool(workers, file);
     // Until every worker is ready, a message, error or exit settles its start; after it, the pool's
     // own handlers (a worker that stops later breaks the pool).
     let started = false;
@@ -159,7 +153,6 @@ export class KvTextPool {
   }
 
   private receive(m: FromTextWorker): void {
-    if (m.type === 'closed') return;
     if (m.type === 'ready' || m.id === undefined) {
       if (m.type === 'error') this.fail(`text worker (${this.file}): ${m.error}`);
       return;
@@ -167,7 +160,7 @@ export class KvTextPool {
     const job = this.jobs.get(m.id);
     if (!job) return; // cancelled or failed already: what is still in flight is dropped
     if (m.type === 'error') {
-      if (!m.error.includes(CANCELLED)) job.reject(new Error(`text worker: ${m.error}`));
+      job.reject(new Error(`text worker: ${m.error}`));
       return;
     }
     if (m.type === 'batch') {
@@ -190,8 +183,10 @@ export class KvTextPool {
     if (this.closed) return;
     this.closed = true;
     for (const job of [...this.jobs.values()]) job.reject(new Error('text workers were closed'));
+    // A broken pool's workers are terminated already: no 'exit' is coming.
+    if (this.broken) return void (await Promise.all(this.workers.map((w) => w.terminate())));
     await Promise.all(this.workers.map((w) => new Promise<void>((resolve) => {
-      const timer = setTimeout(() => void w.terminate(), CLOSE_WAIT_MS);
+      const timer = setTimeout(() => void w.terminate().then(() => resolve()), CLOSE_WAIT_MS);
       w.once('exit', () => (clearTimeout(timer), resolve()));
       w.postMessage({ type: 'close' } satisfies ToTextWorker);
     })));
@@ -229,16 +224,20 @@ export class KvTextWorkers {
     this.threads = Math.max(1, Math.floor(cores / Math.max(1, this.workers)));
   }
 
+  /** Why the workers could not start, or why the pool was lost. */
+  private get failure(): string | undefined {
+    return this.failed ?? this.pool?.broken;
+  }
+
   stats(): KvTextWorkerStats {
-    const failed = this.failed ?? this.pool?.broken;
+    const failed = this.failure;
     const state = this.workers === 0 ? 'off' : failed ? 'failed' : this.pool ? 'ready' : this.starting ? 'starting' : 'off';
     return { workers: this.workers, threads: this.threads, state, failed, calls: this.pool?.calls ?? 0 };
   }
 
   private async ready(file: string, shape: KvShape, rows: number): Promise<KvTextPool | undefined> {
-    if (this.workers === 0 || this.failed || this.closed) return undefined;
-    if (this.pool?.broken) (this.failed = this.pool.broken), (this.pool = undefined);
-    if (this.pool || this.failed) return this.pool;
+    if (this.workers === 0 || this.closed || this.failure) return undefined;
+    if (this.pool) return this.pool;
     this.starting ??= KvTextPool.start({ file, shape, workers: this.workers, threads: this.threads, workerFile: this.workerFile }).then(
       async (pool) => {
         if (this.closed) return void (await pool.close());

@@ -6,14 +6,14 @@
 //   {type: 'init', file, shape, threads}  -> {type: 'ready'}
 //   {type: 'job', id, share, rows, batchSize, cancel} -> {type: 'batch', id, share, rows, embeds}
 //                                         per graph run, then {type: 'done', id, share}
-//   {type: 'close'}                       -> session released, {type: 'closed'}, and the thread ends
-// A failure answers {type: 'error', id?, error}; a cancelled job stops at its next graph run.
+//   {type: 'close'}                       -> session released, and the thread ends
+// A failure answers {type: 'error', id?, error}; a cancelled job stops at its next graph run (the
+// pool has settled the call already and drops what comes after).
 import { parentPort } from 'node:worker_threads';
 import { OrtBackend } from './backend';
 import type { GraphSession } from './backend';
 import { encodeSharedPrefix } from './shared-prefix';
 import type { KvShape, SharedPrefixRow } from './shared-prefix';
-import { CANCELLED } from './text-kv-pool';
 
 export type ToTextWorker =
   | { type: 'init'; file: string; shape: KvShape; threads: number }
@@ -26,7 +26,6 @@ export type FromTextWorker =
   /** `rows`: indices into the job's rows; `embeds`: their features [rows, D]. */
   | { type: 'batch'; id: number; share: number; rows: number[]; embeds: Float32Array }
   | { type: 'done'; id: number; share: number }
-  | { type: 'closed' }
   | { type: 'error'; id?: number; error: string };
 
 let state: { backend: OrtBackend; session: GraphSession; shape: KvShape } | undefined;
@@ -41,13 +40,12 @@ async function handle(msg: ToTextWorker): Promise<void> {
   }
   if (msg.type === 'close') {
     await state?.backend.dispose();
-    reply({ type: 'closed' });
     parentPort!.close(); // nothing else keeps the thread: it ends
     return;
   }
   if (!state) throw new Error('text worker: a job came before init');
   const flag = new Int32Array(msg.cancel);
-  const cancellation = { throwIfAborted: () => { if (Atomics.load(flag, 0) !== 0) throw new Error(CANCELLED); } };
+  const cancellation = { throwIfAborted: () => { if (Atomics.load(flag, 0) !== 0) throw new Error('cancelled'); } };
   await encodeSharedPrefix(state.session, state.shape, msg.rows, msg.batchSize, (rows, embeds) => reply({ type: 'batch', id: msg.id, share: msg.share, rows, embeds }), cancellation);
   reply({ type: 'done', id: msg.id, share: msg.share });
 }

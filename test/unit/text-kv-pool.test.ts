@@ -128,6 +128,13 @@ describe('text workers on the default model', () => {
           await m.dispose();
         }
       }
+      // Disposed right after losing its pool (no later call): closing must not wait for exits that came already.
+      const m = await ClipnModel.load(DEFAULT_MODEL_DIR, { ...CPU, textMemoBytes: 0, textWorkers: 2, textWorkerFile: dying });
+      await m.encodeClassPromptsNo(CLASSES, TEMPLATES, MIXES, { batchSize: 64 });
+      let timer: NodeJS.Timeout | undefined;
+      const closed = await Promise.race([m.dispose().then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), 3000)))]);
+      clearTimeout(timer);
+      assert.ok(closed, 'dispose() of a model whose text workers died did not finish within 3 s');
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
