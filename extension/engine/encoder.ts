@@ -123,7 +123,8 @@ export interface ClipnModelOptions extends LoadManifestOptions {
   textMemoBytes?: number;
   /**
    * Worker threads for shared-beginnings text encoding on the CPU (default 'auto': min(cores, 4)
-   * on two cores or more; 0: the calling thread). text-kv-pool.ts says why.
+   * on two cores or more, where cores is backend.intraOpNumThreads if given; 0: the calling
+   * thread). text-kv-pool.ts says why.
    */
   textWorkers?: number | 'auto';
   /** Their script (default: text-kv-worker.js beside text-kv-pool.js, as for preprocessWorkerFile). */
@@ -154,7 +155,8 @@ export class ClipnModel {
     textMemoBytes?: number,
   ) {
     this.backend = new OrtBackend(backendOptions);
-    this.kvText = new KvTextWorkers(poolOptions.textWorkers, os.availableParallelism(), poolOptions.textWorkerFile);
+    // The backend's thread count is the CPU budget the caller gave (the kernel's clipn.threads).
+    this.kvText = new KvTextWorkers(poolOptions.textWorkers, backendOptions?.intraOpNumThreads ?? os.availableParallelism(), poolOptions.textWorkerFile);
     this.textMemo = new TextFeatureMemo(textMemoBytes);
     resolvePreprocessWorkers(poolOptions.preprocessWorkers); // a bad setting fails at load
   }

@@ -140,6 +140,17 @@ describe('text workers on the default model', () => {
     }
   });
 
+  test('the backend\'s thread count is the budget: one thread means no text workers', async () => {
+    const m = await ClipnModel.load(DEFAULT_MODEL_DIR, { backend: { executionProviders: ['cpu'], intraOpNumThreads: 1 }, textMemoBytes: 0 });
+    try {
+      const got = await m.encodeClassPromptsNo(CLASSES, TEMPLATES, MIXES, { batchSize: 512 });
+      assert.ok(bytes(got.data).equals(bytes(reference)));
+      assert.deepEqual({ workers: m.textWorkerStats().workers, state: m.textWorkerStats().state }, { workers: 0, state: 'off' });
+    } finally {
+      await m.dispose();
+    }
+  });
+
   test('a bad textWorkers setting fails the load by name', async () => {
     await assert.rejects(ClipnModel.load(DEFAULT_MODEL_DIR, { ...CPU, textWorkers: -2 }), /textWorkers must be 'auto' or a whole number >= 0/);
   });
