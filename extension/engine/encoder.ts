@@ -17,11 +17,11 @@ import { gatherIds, planTextBatches, tokenLengths } from './text-lengths';
 import { classPrompts } from './prompts';
 import { promptWeights, weightMatrix } from './prompt-weights';
 import type { PromptMix, PromptWeightsInput } from './prompt-weights';
-import { splitPoint } from './shared-prefix';
-import type { SharedPrefixRow } from './shared-prefix';
+import { classTemplateRows } from './shared-prefix';
 import { KvTextWorkers } from './text-kv-pool';
 import type { KvTextWorkerStats } from './text-kv-pool';
-import { sharedPrefixKey, textKey, TextFeatureMemo } from './text-memo';
+import { memoRows, sharedPrefixKey, textKey, TextFeatureMemo } from './text-memo';
+import type { EncodeMissing } from './text-memo';
 import { ClipTokenizer } from './tokenizer';
 
 export type { EncodeProgress, ImageFailure } from './encoder-pipeline';
@@ -359,48 +359,22 @@ export class ClipnModel {
     });
   }
 
-  /**
-   * The memo around an encoder: the rows it does not hold (each distinct key once) go to
-   * `encodeMissing`, which hands each batch's features to `store`; progress counts stored rows.
-   */
+  /** memoRows (text-memo.ts) with this model's memo and checks; remembers which provider ran. */
   private async memoTexts(
     prompts: readonly string[],
     opts: EncodeTextsOptions,
     key: (i: number) => string,
-    encodeMissing: (missing: number[], store: (rows: readonly number[], data: Float32Array, from: { provider: string; providerReport: ProviderReport }) => void) => Promise<void>,
+    encodeMissing: EncodeMissing,
   ): Promise<Embeddings> {
     if (prompts.length === 0) throw new Error('encode texts: the prompt list is empty');
     opts.signal?.throwIfAborted();
     const batchSize = opts.batchSize ?? 64;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`encode texts: batchSize must be a positive integer, got ${batchSize}`);
     const d = this.embedDim;
-    const out = new Float32Array(prompts.length * d);
-    const keys = prompts.map((_, i) => key(i));
-    // Each distinct missing row is encoded once, however often it repeats.
-    const firstOf = new Map<string, number>();
-    const missing: number[] = [];
-    keys.forEach((k, i) => {
-      if (!this.textMemo.get(k) && !firstOf.has(k)) (firstOf.set(k, i), missing.push(i));
-    });
-    const start = performance.now();
-    const fresh = new Map<string, Float32Array>();
-    let last: { provider: string; providerReport: ProviderReport } | undefined;
-    let done = 0;
-    await encodeMissing(missing, (rows, data, from) => {
-      rows.forEach((i, r) => {
-        const v = data.subarray(r * d, (r + 1) * d);
-        fresh.set(keys[i], v);
-        this.textMemo.set(keys[i], v);
-      });
-      last = from;
-      done += rows.length;
-      const seconds = (performance.now() - start) / 1000;
-      opts.onProgress?.({ done, total: missing.length, itemsPerSecond: seconds > 0 ? done / seconds : 0 });
-    });
-    keys.forEach((k, i) => out.set(fresh.get(k) ?? this.textMemo.get(k)!, i * d));
+    const { data, last, fromMemo } = await memoRows(this.textMemo, prompts.map((_, i) => key(i)), d, encodeMissing, opts.onProgress);
     if (last) this.lastTextProvider = { provider: last.provider, providerReport: last.providerReport };
     const from = last ?? this.lastTextProvider;
-    return { data: out, dims: [prompts.length, d], provider: from ? from.provider : 'memo', providerReport: from?.providerReport ?? { used: 'memo', skipped: [] }, fromMemo: prompts.length - missing.length };
+    return { data, dims: [prompts.length, d], provider: from ? from.provider : 'memo', providerReport: from?.providerReport ?? { used: 'memo', skipped: [] }, fromMemo };
   }
 
   /** Yes-tower features of prompts (already filled-in texts) -> [N, D]. */
@@ -450,20 +424,7 @@ export class ClipnModel {
     const mixKeys = weights.map((w) => textKey('no', '', w));
     const key = (i: number) => sharedPrefixKey(texts[i], mixKeys[Math.floor(i / perMix)], beginnings[i % templates.length]);
     return this.memoTexts(texts, opts, key, async (missing, store) => {
-      const beginningIds = beginnings.map((b) => [this.tokenizer.sot, ...this.tokenizer.encode(b)]);
-      const own = new Map<number, { ids: number[]; split: number }>(); // per text, whatever the mix
-      const rows: SharedPrefixRow[] = missing.map((i) => {
-        const [m, text, k] = [Math.floor(i / perMix), i % perMix, i % templates.length];
-        let split = own.get(text);
-        if (!split) {
-          const full = this.tokenizer.tokenizeOne(filled[text]);
-          const ids = full.slice(0, full.indexOf(this.tokenizer.eot) + 1);
-          split = { ids, split: splitPoint(ids, beginningIds[k]) };
-          own.set(text, split);
-        }
-        // Texts of one template and mix that split alike begin with the same ids: one past.
-        return { ids: split.ids, split: split.split, weights: weights[m], past: `${m} ${k} ${split.split}` };
-      });
+      const rows = classTemplateRows(this.tokenizer, filled, beginnings, weights, missing);
       const { layers, heads, width } = this.manifest.architecture.text;
       const shape = { layers, heads, headWidth: width / heads, prompts: this.numPrompts, embedDim: this.embedDim };
       await this.kvText.encode(kv, shape, rows, opts.batchSize ?? 64, (batch, embeds) => store(batch.map((r) => missing[r]), embeds, kv), opts.signal);

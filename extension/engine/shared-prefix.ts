@@ -11,6 +11,7 @@
 // ids, split and prompt mix only, never on what it was batched with: the model's memo keeps
 // such rows under their own keys (text-memo.ts sharedPrefixKey), apart from whole-text rows.
 import type { GraphSession, TensorData } from './backend';
+import type { ClipTokenizer } from './tokenizer';
 
 /** The graph's inputs and outputs (FORMAT.md). */
 export const KV_INPUTS = ['input_ids', 'prompt_weights', 'past_keys', 'past_values', 'past_index'] as const;
@@ -47,6 +48,34 @@ export function splitPoint(ids: readonly number[], beginning: readonly number[])
   while (split < ids.length - 1 && split < beginning.length && ids[split] === beginning[split]) split++;
   // SOT always matches; a text of SOT + EOT alone still runs EOT as its own token.
   return Math.max(1, split);
+}
+
+/**
+ * The rows of encodeClassPromptsNo's missing texts: row i is text i % filled.length (classPrompts'
+ * order, template i % beginnings.length) under mix floor(i / filled.length). Each text is
+ * tokenised once whatever its mixes; texts of one template and mix that split alike share a past.
+ */
+export function classTemplateRows(
+  tokenizer: ClipTokenizer,
+  filled: readonly string[],
+  beginnings: readonly string[],
+  weights: readonly Float32Array[],
+  missing: readonly number[],
+): SharedPrefixRow[] {
+  const perMix = filled.length;
+  const beginningIds = beginnings.map((b) => [tokenizer.sot, ...tokenizer.encode(b)]);
+  const own = new Map<number, { ids: number[]; split: number }>();
+  return missing.map((i) => {
+    const [m, text, k] = [Math.floor(i / perMix), i % perMix, i % beginnings.length];
+    let split = own.get(text);
+    if (!split) {
+      const full = tokenizer.tokenizeOne(filled[text]);
+      const ids = full.slice(0, full.indexOf(tokenizer.eot) + 1);
+      split = { ids, split: splitPoint(ids, beginningIds[k]) };
+      own.set(text, split);
+    }
+    return { ids: split.ids, split: split.split, weights: weights[m], past: `${m} ${k} ${split.split}` };
+  });
 }
 
 function groupBy<T, K>(items: readonly T[], key: (item: T) => K): Map<K, T[]> {

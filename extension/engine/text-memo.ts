@@ -4,6 +4,9 @@
 // edited pool re-encodes only the texts that changed. On CPU onnxruntime gives a row the same
 // bits whatever batch it ran in (checked in the tests), so a remembered row is the row a fresh
 // run would produce. Bounded by bytes; the oldest rows go first.
+import type { ProviderReport } from './backend';
+import type { EncodeProgress } from './encoder-pipeline';
+
 export class TextFeatureMemo {
   private readonly rows = new Map<string, Float32Array>();
   private bytes = 0;
@@ -51,4 +54,47 @@ export function textKey(tower: 'yes' | 'no', text: string, weights?: Float32Arra
  */
 export function sharedPrefixKey(text: string, mixKey: string, beginning: string): string {
   return `${mixKey}\u0000${text}\u0000after\u0000${beginning}`;
+}
+
+/** Which provider computed a batch of rows. */
+export interface RowsSource { provider: string; providerReport: ProviderReport }
+/** Encodes the rows at indices `missing`, handing each batch's features [rows, D] to `store`. */
+export type EncodeMissing = (missing: number[], store: (rows: readonly number[], data: Float32Array, from: RowsSource) => void) => Promise<void>;
+
+/**
+ * Rows [keys.length, d] from the memo, the rows it does not hold (each distinct key once) from
+ * `encodeMissing`, remembered as they come; progress counts the rows encoded. `last`: the source
+ * of the last batch encoded (none when every row came from the memo).
+ */
+export async function memoRows(
+  memo: TextFeatureMemo,
+  keys: readonly string[],
+  d: number,
+  encodeMissing: EncodeMissing,
+  onProgress?: (p: EncodeProgress) => void,
+): Promise<{ data: Float32Array; last?: RowsSource; fromMemo: number }> {
+  const firstOf = new Map<string, number>();
+  const missing: number[] = [];
+  keys.forEach((k, i) => {
+    if (!memo.get(k) && !firstOf.has(k)) (firstOf.set(k, i), missing.push(i));
+  });
+  const start = performance.now();
+  const fresh = new Map<string, Float32Array>();
+  let last: RowsSource | undefined;
+  let done = 0;
+  await encodeMissing(missing, (rows, data, from) => {
+    rows.forEach((i, r) => {
+      const v = data.subarray(r * d, (r + 1) * d);
+      fresh.set(keys[i], v);
+      memo.set(keys[i], v);
+    });
+    last = from;
+    done += rows.length;
+    const seconds = (performance.now() - start) / 1000;
+    onProgress?.({ done, total: missing.length, itemsPerSecond: seconds > 0 ? done / seconds : 0 });
+  });
+  const data = new Float32Array(keys.length * d);
+  // A row evicted from a small memo meanwhile is still in `fresh`.
+  keys.forEach((k, i) => data.set(fresh.get(k) ?? memo.get(k)!, i * d));
+  return { data, last, fromMemo: keys.length - missing.length };
 }
