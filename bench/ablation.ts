@@ -2,8 +2,8 @@
 // 16 learned prompts of models/default, 10,000 cached image features (7,000 ID + 3,000 OOD),
 // 100 classes, end to end (text encoding included). Goal: under 5 s on the 2-core machine.
 //
-//   node out/bench/ablation.js [--model models/default] [--images 10000] [--id 7000]
-//        [--classes 100] [--templates 128] [--greedy N] [--naive 6] [--batch 1024]
+//   node out/bench/ablation.js [--model models/default] [--images 10000] [--id 70% of images]
+//        [--classes 100] [--templates 128] [--greedy N] [--naive 6] [--batch 512] [--text-workers N]
 //
 // Reference measured in the same run: the naive way of scoring a variant (ensembleByClass +
 // scoreFeatures + computeMetrics for CTW and ATD) on the first --naive "alone" variants, timed
@@ -74,15 +74,20 @@ async function main(): Promise<void> {
   const a = args();
   const folder = path.resolve(a.get('model') ?? 'models/default');
   const n = Number(a.get('images') ?? 10000);
-  const nId = Number(a.get('id') ?? 7000);
+  // 70% ID unless told: --images alone keeps the default's proportion.
+  const nId = Number(a.get('id') ?? Math.round(0.7 * n));
+  if (!Number.isInteger(n) || !Number.isInteger(nId) || nId < 1 || nId >= n) {
+    throw new Error(`--images ${n} and --id ${nId}: need whole numbers with 1 <= id < images (both ID and OOD images)`);
+  }
   const c = Number(a.get('classes') ?? 100);
   const t = Number(a.get('templates') ?? 128);
   const greedySteps = a.has('greedy') ? Number(a.get('greedy')) : undefined;
   const naive = Number(a.get('naive') ?? 6);
   const textBatchSize = a.has('batch') ? Number(a.get('batch')) : undefined;
+  const textWorkers = a.has('text-workers') ? Number(a.get('text-workers')) : undefined;
   const machine = printMachine();
   // CPU only: the default provider order probes WebGPU (~0.7 s) where there is no GPU.
-  const model = await ClipnModel.load(folder, { backend: { executionProviders: ['cpu'] } });
+  const model = await ClipnModel.load(folder, { backend: { executionProviders: ['cpu'] }, textWorkers });
   const d = model.embedDim;
   const classes = classNames(c);
   const templates = noTemplates(t);
@@ -109,6 +114,8 @@ async function main(): Promise<void> {
   const total = tpl.wall + learned.wall;
   const text = tpl.value.seconds.text + learned.value.seconds.text;
   console.log(`total: ${total.toFixed(2)} s wall (text encoding ${text.toFixed(2)} s, the rest ${(total - text).toFixed(2)} s)`);
+  const tw = model.textWorkerStats();
+  console.log(`text workers: ${tw.workers} x ${tw.threads} intra-op thread(s), ${tw.state}${tw.failed ? ` (${tw.failed})` : ''}, ${tw.calls} calls`);
 
   // The naive reference on a slice: each "alone" variant scored from scratch.
   if (naive > 0) {
