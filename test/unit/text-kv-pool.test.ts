@@ -20,7 +20,7 @@ const TEMPLATES = ['a photo of no {}.', 'there is no {} here.', 'a {}.', '{} is 
 const CLASSES = ['circle', 'red square', 'x', 'star', 'blue triangle', 'arrow', 'ring', 'long green line'];
 const MIXES = [promptWeights.mean(), promptWeights.none(), ...Array.from({ length: 14 }, (_, i) => promptWeights.subset([i, (i + 3) % 16]))];
 
-test('shareRows: every row once, in (split, past, own length) order, cut by own tokens', () => {
+test('shareRows: every row once, in (split, past, own length) order, cut by own tokens + 1 per row', () => {
   const w = new Float32Array(16);
   const rows: SharedPrefixRow[] = [];
   for (let i = 0; i < 41; i++) {
@@ -33,6 +33,7 @@ test('shareRows: every row once, in (split, past, own length) order, cut by own 
     const flat = shares.flat();
     assert.deepEqual([...flat].sort((a, b) => a - b), rows.map((_, i) => i), `parts ${parts}: each row exactly once`);
     const own = (i: number) => rows[i].ids.length - rows[i].split;
+    const cost = (i: number) => own(i) + 1;
     const firstSeen = (past: string) => rows.findIndex((r) => r.past === past);
     for (let k = 1; k < flat.length; k++) {
       const [a, b] = [rows[flat[k - 1]], rows[flat[k]]];
@@ -40,9 +41,9 @@ test('shareRows: every row once, in (split, past, own length) order, cut by own 
       assert.ok(a.split < b.split || (a.split === b.split && (pa < pb || (pa === pb && own(flat[k - 1]) <= own(flat[k])))), `order at ${k}`);
     }
     if (parts === 2) {
-      const cost = shares.map((s) => s.reduce((sum, i) => sum + own(i), 0));
-      // The first share ends at the row that crosses half the total: it overshoots by less than one row (5 tokens at most here).
-      assert.ok(Math.abs(cost[0] - cost[1]) <= 2 * 5, `two shares of own tokens ${cost}: within two rows' worth`);
+      const costs = shares.map((s) => s.reduce((sum, i) => sum + cost(i), 0));
+      // The first share ends at the row that crosses half the total: it overshoots by less than one row (cost 6 at most here).
+      assert.ok(Math.abs(costs[0] - costs[1]) <= 2 * 6, `two shares of cost ${costs}: within two rows' worth`);
     }
   }
   assert.deepEqual(shareRows([], 2), []);
