@@ -290,7 +290,6 @@ export class ClipTokenizer {
   private readonly encoder = new Map<string, number>();
   private readonly decoder = new Map<number, string>();
   private readonly ranks = new Map<string, number>();
-  private readonly cache = new Map<string, number[]>();
   /** Ids of each word as the text pattern matched it (before byte encoding): most words repeat. */
   private readonly words = new Map<string, readonly number[]>();
   /** tokenizeOne's rows: prompt pools fill the same templates with the same classes call after call. */
@@ -328,17 +327,15 @@ export class ClipTokenizer {
   }
 
   private resetCache(): void {
-    this.cache.clear();
     this.words.clear();
-    // Python seeds its BPE cache with the special tokens, so they map to SOT/EOT in text too.
-    this.cache.set(SOT, [this.sot]);
-    this.cache.set(EOT, [this.eot]);
+    // Python seeds its BPE cache with the special tokens, so they map to SOT/EOT in text too
+    // (they are ASCII: the same string before and after byte encoding).
+    this.words.set(SOT, [this.sot]);
+    this.words.set(EOT, [this.eot]);
   }
 
   /** BPE of one byte-encoded word, as vocabulary ids. */
   private bpe(token: string): number[] {
-    const cached = this.cache.get(token);
-    if (cached !== undefined) return cached;
     const chars = Array.from(token); // byte alphabet: all BMP, but stay code point safe
     let word = chars.slice(0, -1);
     word.push(chars[chars.length - 1] + '</w>');
@@ -368,14 +365,11 @@ export class ClipTokenizer {
       }
       word = merged;
     }
-    const ids = word.map((symbol) => {
+    return word.map((symbol) => {
       const id = this.encoder.get(symbol);
       if (id === undefined) throw new Error(`tokenizer: BPE symbol ${JSON.stringify(symbol)} is not in the vocabulary`);
       return id;
     });
-    if (this.cache.size >= CACHE_LIMIT) this.resetCache();
-    this.cache.set(token, ids);
-    return ids;
   }
 
   /** Token ids of `text` without SOT/EOT or padding. */
