@@ -82,26 +82,26 @@ export class KvTextPool {
   /** Jobs (calls) run so far. */
   calls = 0;
 
-  private constructor(private readonly workers: Worker[], private readonly file: string) {}
+  private constructor(private readonly workers: Worker[], private readonly script: string) {}
 
   /** Starts the workers and opens their sessions; rejects (and stops them) if any fails. */
   static async start(o: KvTextPoolOptions): Promise<KvTextPool> {
-    const file = path.resolve(o.workerFile ?? textKvWorkerFile());
-    if (!fs.existsSync(file)) throw new Error(`text worker ${file} not found: build with tsc (it is compiled beside text-kv-pool.js) or bundle extension/engine/text-kv-worker.ts beside the engine`);
-    const workers = Array.from({ length: o.workers }, () => new Worker(file));
-    const pool = new KvTextPool(workers, file);
+    const script = path.resolve(o.workerFile ?? textKvWorkerFile());
+    if (!fs.existsSync(script)) throw new Error(`text worker ${script} not found: build with tsc (it is compiled beside text-kv-pool.js) or bundle extension/engine/text-kv-worker.ts beside the engine`);
+    const workers = Array.from({ length: o.workers }, () => new Worker(script));
+    const pool = new KvTextPool(workers, script);
     // Until every worker is ready, a message, error or exit settles its start; after it, the pool's
     // own handlers (a worker that stops later breaks the pool).
     let started = false;
     const starts = workers.map((w) => new Promise<void>((resolve, reject) => {
-      const fail = (why: string) => reject(new Error(`text worker (${file}) ${why}`));
+      const fail = (why: string) => reject(new Error(`text worker (${script}) ${why}`));
       w.on('message', (m: FromTextWorker) => {
         if (started) pool.receive(m);
         else if (m.type === 'ready') resolve();
         else fail(`could not open ${o.file}: ${m.type === 'error' ? m.error : m.type}`);
       });
-      w.on('error', (e) => (started ? pool.fail(`text worker (${file}) failed: ${e.message}`) : fail(`failed: ${e.message}`)));
-      w.on('exit', (code) => (started ? pool.fail(`text worker (${file}) stopped (exit code ${code})`) : fail(`stopped (exit code ${code}) before it was ready`)));
+      w.on('error', (e) => (started ? pool.fail(`text worker (${script}) failed: ${e.message}`) : fail(`failed: ${e.message}`)));
+      w.on('exit', (code) => (started ? pool.fail(`text worker (${script}) stopped (exit code ${code})`) : fail(`stopped (exit code ${code}) before it was ready`)));
       w.postMessage({ type: 'init', file: o.file, shape: o.shape, threads: o.threads } satisfies ToTextWorker);
     }));
     try {
@@ -156,7 +156,7 @@ export class KvTextPool {
 
   private receive(m: FromTextWorker): void {
     if (m.type === 'ready' || m.id === undefined) {
-      if (m.type === 'error') this.fail(`text worker (${this.file}): ${m.error}`);
+      if (m.type === 'error') this.fail(`text worker (${this.script}): ${m.error}`);
       return;
     }
     const job = this.jobs.get(m.id);
