@@ -101,15 +101,31 @@ export async function setColorTheme(page: Page, theme: string): Promise<void> {
 export async function bringIntoView(page: Page, target: import('playwright-core').Locator, viewportHeight: number): Promise<{ x: number; y: number; width: number; height: number }> {
   const list = page.locator(NOTEBOOK_EDITOR).first().locator('.monaco-list').first();
   const lbox = await list.boundingBox();
-  if (lbox) await page.mouse.move(lbox.x + 12, lbox.y + Math.min(lbox.height / 2, 400));
+  const where = () => target.boundingBox({ timeout: 2000 }).catch(() => null);
+  // The list scrolls at once, but the output webview places its content a moment later (longer
+  // on a busy machine): a step aimed from a box that has not moved yet overshoots, and the next
+  // one overshoots back. So each step waits for the box to move, and steps shrink on every
+  // change of direction.
+  let cap = 1200;
+  let lastSign = 0;
+  let box = await where();
   for (let i = 0; i < 60; i++) {
-    const box = await target.boundingBox({ timeout: 2000 }).catch(() => null);
     if (box && box.y > 120 && box.y + box.height < viewportHeight - 40) return box;
     // Above: scroll up; below or not rendered yet: scroll down.
-    const delta = box ? Math.max(-1200, Math.min(1200, box.y - viewportHeight / 3)) : 600;
+    const wanted = box ? box.y - viewportHeight / 3 : 600;
+    if (box && lastSign !== 0 && Math.sign(wanted) !== lastSign) cap = Math.max(100, cap / 2);
+    lastSign = Math.sign(wanted);
+    // Over the cells' left gutter, not over a plot (a plot would take the wheel for itself).
     if (lbox) await page.mouse.move(lbox.x + 12, lbox.y + Math.min(lbox.height / 2, 400));
-    await page.mouse.wheel(0, delta);
-    await page.waitForTimeout(250);
+    await page.mouse.wheel(0, Math.max(-cap, Math.min(cap, wanted)));
+    const before = box;
+    // Not rendered yet: nothing to wait for but the next rows.
+    for (let waited = 0; waited < (before ? 2000 : 300); waited += 100) {
+      await page.waitForTimeout(100);
+      box = await where();
+      if (before && box && Math.abs(box.y - before.y) > 1) break;
+      if (!before && box) break;
+    }
   }
-  throw new Error('could not scroll the element into view');
+  throw new Error(`could not scroll the element into view (last box ${JSON.stringify(box)})`);
 }
