@@ -143,7 +143,7 @@ async function main(): Promise<void> {
   const total = median(totals);
   if (rounds > 1) console.log(`first run over ${rounds} rounds (each on a fresh model): median ${total.toFixed(2)} s, ${spread(totals)}`);
   const tw = model.textWorkerStats();
-  console.log(`text workers: ${tw.workers} x ${tw.threads} intra-op thread(s), ${tw.state}${tw.failed ? ` (${tw.failed})` : ''}, ${tw.calls} calls`);
+  console.log(`text workers: ${tw.workers} x ${tw.threads} intra-op thread(s), ${tw.state}${tw.failed ? ` (${tw.failed})` : ''}${tw.limited ? ` (${tw.limited})` : ''}, ${tw.calls} calls`);
 
   // The naive reference on a slice: each "alone" variant scored from scratch.
   if (naive > 0) {

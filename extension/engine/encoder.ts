@@ -129,6 +129,11 @@ export interface ClipnModelOptions extends LoadManifestOptions {
   textWorkers?: number | 'auto';
   /** Their script (default: text-kv-worker.js beside text-kv-pool.js, as for preprocessWorkerFile). */
   textWorkerFile?: string;
+  /**
+   * Bytes 'auto' text workers may hold (each a session of the no tower, ~1.5x its graph file):
+   * default a quarter of the memory free when they start. Fewer than two that fit: none.
+   */
+  textWorkerMemory?: number;
 }
 
 /** 'auto' preprocesses smaller calls in-process unless workers are already running. */
@@ -151,12 +156,12 @@ export class ClipnModel {
     readonly modelFolder: ModelFolder,
     readonly tokenizer: ClipTokenizer,
     backendOptions: BackendOptions | undefined,
-    private readonly poolOptions: Pick<ClipnModelOptions, 'preprocessWorkers' | 'preprocessWorkerFile' | 'textWorkers' | 'textWorkerFile'> = {},
+    private readonly poolOptions: Pick<ClipnModelOptions, 'preprocessWorkers' | 'preprocessWorkerFile' | 'textWorkers' | 'textWorkerFile' | 'textWorkerMemory'> = {},
     textMemoBytes?: number,
   ) {
     this.backend = new OrtBackend(backendOptions);
     // The backend's thread count is the CPU budget the caller gave (the kernel's clipn.threads).
-    this.kvText = new KvTextWorkers(poolOptions.textWorkers, backendOptions?.intraOpNumThreads ?? os.availableParallelism(), poolOptions.textWorkerFile);
+    this.kvText = new KvTextWorkers(poolOptions.textWorkers, backendOptions?.intraOpNumThreads ?? os.availableParallelism(), poolOptions.textWorkerFile, poolOptions.textWorkerMemory);
     this.textMemo = new TextFeatureMemo(textMemoBytes);
     resolvePreprocessWorkers(poolOptions.preprocessWorkers); // a bad setting fails at load
   }
@@ -172,8 +177,8 @@ export class ClipnModel {
           `architecture.text.vocab_size = ${m.architecture.text.vocab_size}; re-export the model with its own merges file`,
       );
     }
-    const { preprocessWorkers, preprocessWorkerFile, textWorkers, textWorkerFile } = opts;
-    return new ClipnModel(model, tokenizer, opts.backend, { preprocessWorkers, preprocessWorkerFile, textWorkers, textWorkerFile }, opts.textMemoBytes);
+    const { preprocessWorkers, preprocessWorkerFile, textWorkers, textWorkerFile, textWorkerMemory } = opts;
+    return new ClipnModel(model, tokenizer, opts.backend, { preprocessWorkers, preprocessWorkerFile, textWorkers, textWorkerFile, textWorkerMemory }, opts.textMemoBytes);
   }
 
   get manifest(): ClipnManifest {

@@ -5,7 +5,10 @@
 // in two workers with one each (2-core machine, bench/README "Ablation"). A call's rows are cut into one contiguous share per worker in encodeSharedPrefix's
 // own order (split, past), so each share is whole pasts but for its edges; a row's feature does
 // not depend on its batch or thread count, so the shares' rows are the calling thread's bits.
+// Each worker holds its own session of the tower (~380 MB for ViT-B/16's), so 'auto' starts only
+// as many as a quarter of the free memory holds, and none where fewer than two fit.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { GraphSession } from './backend';
@@ -16,6 +19,14 @@ import type { FromTextWorker, ToTextWorker } from './text-kv-worker';
 /** At most this many workers: each holds a copy of the no tower (~250 MB for ViT-B/16). */
 const MAX_WORKERS = 4;
 const CLOSE_WAIT_MS = 5000;
+/**
+ * Memory a worker's session holds per byte of its graph file: the weights, and onnxruntime's
+ * prepacked copies of the MatMul weights (measured: a 100 MB graph's session added ~150 MB of
+ * resident memory, so ViT-B/16's ~256 MB no tower costs ~380 MB per worker).
+ */
+const SESSION_BYTES_PER_GRAPH_BYTE = 1.5;
+/** 'auto' workers take at most this share of the memory free when they start. */
+const AUTO_MEMORY_SHARE = 0.25;
 
 /** The compiled worker beside this module (out/ with tsc, or a bundle's directory). */
 export function textKvWorkerFile(): string {
@@ -29,6 +40,17 @@ export function resolveTextWorkers(setting: number | 'auto' | undefined, cores: 
     throw new Error(`textWorkers must be 'auto' or a whole number >= 0 (0: the calling thread), got ${JSON.stringify(setting)}`);
   }
   return setting;
+}
+
+/**
+ * How many of `wanted` workers' sessions fit in `budgetBytes` for a graph file of `graphBytes`;
+ * 0 where fewer than two fit (one worker would only add a copy of the tower beside the calling
+ * thread's session).
+ */
+export function workersForMemory(wanted: number, graphBytes: number, budgetBytes: number): number {
+  const fit = Math.floor(budgetBytes / (SESSION_BYTES_PER_GRAPH_BYTE * Math.max(1, graphBytes)));
+  const n = Math.min(wanted, fit);
+  return n >= 2 ? n : 0;
 }
 
 /**
@@ -199,12 +221,14 @@ export class KvTextPool {
 const WAIT_FOR_START_ROWS = 1024;
 
 export interface KvTextWorkerStats {
-  /** Workers the setting asks for (0: the calling thread always). */
+  /** Workers the setting asks for (0: the calling thread always), or fewer where memory bounds them. */
   workers: number;
   threads: number;
   state: 'off' | 'starting' | 'ready' | 'failed';
   /** Why the workers could not start or were lost (then calls run on the calling thread). */
   failed?: string;
+  /** Where the memory budget allowed fewer workers than the setting asks for (or none): how much each needs. */
+  limited?: string;
   calls: number;
 }
 
@@ -217,13 +241,38 @@ export class KvTextWorkers {
   private pool?: KvTextPool;
   private starting?: Promise<KvTextPool | undefined>;
   private failed?: string;
+  private limited?: string;
   private closed = false;
-  readonly workers: number;
-  readonly threads: number;
+  private workers: number;
+  private readonly auto: boolean;
 
-  constructor(setting: number | 'auto' | undefined, cores: number, private readonly workerFile?: string) {
+  /**
+   * `memoryBytes` bounds what 'auto' workers' sessions may take (default a quarter of the memory
+   * free when they start); a number of workers asked for is started whatever it takes.
+   */
+  constructor(setting: number | 'auto' | undefined, private readonly cores: number, private readonly workerFile?: string, private readonly memoryBytes?: number) {
     this.workers = resolveTextWorkers(setting, cores);
-    this.threads = Math.max(1, Math.floor(cores / Math.max(1, this.workers)));
+    this.auto = setting === undefined || setting === 'auto';
+    if (memoryBytes !== undefined && !(Number.isFinite(memoryBytes) && memoryBytes >= 0)) {
+      throw new Error(`textWorkerMemory must be a number of bytes >= 0, got ${JSON.stringify(memoryBytes)}`);
+    }
+  }
+
+  private get threads(): number {
+    return Math.max(1, Math.floor(this.cores / Math.max(1, this.workers)));
+  }
+
+  /** 'auto': as many of the workers as the memory budget holds, and why fewer where it does not. */
+  private boundByMemory(file: string): void {
+    if (!this.auto || this.workers === 0) return;
+    const graphBytes = fs.statSync(file).size;
+    const budget = this.memoryBytes ?? AUTO_MEMORY_SHARE * os.freemem();
+    const n = workersForMemory(this.workers, graphBytes, budget);
+    if (n === this.workers) return;
+    const mb = (b: number) => `${Math.round(b / 2 ** 20)} MB`;
+    this.limited = `${n} of ${this.workers} text workers: each holds ~${mb(SESSION_BYTES_PER_GRAPH_BYTE * graphBytes)} (${path.basename(file)}), ` +
+      `the budget is ${mb(budget)}${this.memoryBytes === undefined ? ' (a quarter of the free memory)' : ''}`;
+    this.workers = n;
   }
 
   /** Why the workers could not start, or why the pool was lost. */
@@ -234,12 +283,14 @@ export class KvTextWorkers {
   stats(): KvTextWorkerStats {
     const failed = this.failure;
     const state = this.workers === 0 ? 'off' : failed ? 'failed' : this.pool ? 'ready' : this.starting ? 'starting' : 'off';
-    return { workers: this.workers, threads: this.threads, state, failed, calls: this.pool?.calls ?? 0 };
+    return { workers: this.workers, threads: this.threads, state, failed, limited: this.limited, calls: this.pool?.calls ?? 0 };
   }
 
   private async ready(file: string, shape: KvShape, rows: number): Promise<KvTextPool | undefined> {
     if (this.workers === 0 || this.closed || this.failure) return undefined;
     if (this.pool) return this.pool;
+    if (!this.starting) this.boundByMemory(file);
+    if (this.workers === 0) return undefined;
     this.starting ??= KvTextPool.start({ file, shape, workers: this.workers, threads: this.threads, workerFile: this.workerFile }).then(
       async (pool) => {
         if (this.closed) return void (await pool.close());

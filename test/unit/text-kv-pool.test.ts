@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ClipnModel, promptWeights } from '../../extension/engine/encoder';
 import type { SharedPrefixRow } from '../../extension/engine/shared-prefix';
-import { resolveTextWorkers, shareRows, textKvWorkerFile } from '../../extension/engine/text-kv-pool';
+import { resolveTextWorkers, shareRows, textKvWorkerFile, workersForMemory } from '../../extension/engine/text-kv-pool';
 import { DEFAULT_MODEL_DIR } from './helpers/models';
 
 const CPU = { backend: { executionProviders: ['cpu'] } };
@@ -57,6 +57,16 @@ test('resolveTextWorkers: auto is min(cores, 4) from two cores, else the calling
   assert.equal(resolveTextWorkers(3, 2), 3);
   assert.throws(() => resolveTextWorkers(-1, 2), /textWorkers must be 'auto' or a whole number >= 0/);
   assert.throws(() => resolveTextWorkers(1.5 as number, 2), /textWorkers/);
+});
+
+test('workersForMemory: as many sessions (~1.5x the graph file each) as the budget holds, none below two', () => {
+  const MB = 2 ** 20;
+  assert.equal(workersForMemory(4, 100 * MB, 1024 * MB), 4, '6 fit, 4 asked');
+  assert.equal(workersForMemory(4, 100 * MB, 450 * MB), 3);
+  assert.equal(workersForMemory(4, 100 * MB, 300 * MB), 2);
+  assert.equal(workersForMemory(4, 100 * MB, 299 * MB), 0, 'one would fit: none (one worker only adds a copy of the tower)');
+  assert.equal(workersForMemory(2, 256 * MB, 16 * 1024 * MB), 2);
+  assert.equal(workersForMemory(0, 1, 1e12), 0);
 });
 
 describe('text workers on the default model', () => {
@@ -150,6 +160,38 @@ describe('text workers on the default model', () => {
     } finally {
       await m.dispose();
     }
+  });
+
+  test('auto workers are bounded by the memory budget: none that fit means the calling thread, and the stats say why', async () => {
+    const auto = resolveTextWorkers('auto', os.availableParallelism());
+    const tight = await ClipnModel.load(DEFAULT_MODEL_DIR, { ...CPU, textMemoBytes: 0, textWorkerMemory: 1 });
+    const roomy = await ClipnModel.load(DEFAULT_MODEL_DIR, { ...CPU, textMemoBytes: 0, textWorkerMemory: 2 ** 40 });
+    try {
+      const got = await tight.encodeClassPromptsNo(CLASSES, TEMPLATES, MIXES, { batchSize: 512 });
+      assert.ok(bytes(got.data).equals(bytes(reference)), 'the calling thread\'s features');
+      const stats = tight.textWorkerStats();
+      assert.deepEqual({ workers: stats.workers, state: stats.state }, { workers: 0, state: 'off' });
+      // Where 'auto' asks for workers at all (two cores or more), the stats name the cut and the graph.
+      if (auto > 0) assert.match(stats.limited ?? '', new RegExp(`^0 of ${auto} text workers: each holds ~\\d+ MB \\(text_no_kv\\.onnx\\), the budget is 0 MB`));
+      const wide = await roomy.encodeClassPromptsNo(CLASSES, TEMPLATES, MIXES, { batchSize: 512 });
+      assert.ok(bytes(wide.data).equals(bytes(reference)));
+      const r = roomy.textWorkerStats();
+      assert.deepEqual({ workers: r.workers, state: r.state, limited: r.limited }, { workers: auto, state: auto > 0 ? 'ready' : 'off', limited: undefined });
+      // A number of workers asked for is started whatever the budget.
+      const asked = await ClipnModel.load(DEFAULT_MODEL_DIR, { ...CPU, textMemoBytes: 0, textWorkers: 2, textWorkerMemory: 1 });
+      try {
+        await asked.encodeClassPromptsNo(CLASSES, TEMPLATES, MIXES, { batchSize: 512 });
+        assert.deepEqual({ workers: asked.textWorkerStats().workers, state: asked.textWorkerStats().state }, { workers: 2, state: 'ready' });
+      } finally {
+        await asked.dispose();
+      }
+    } finally {
+      await Promise.all([tight.dispose(), roomy.dispose()]);
+    }
+  });
+
+  test('a bad textWorkerMemory fails the load by name', async () => {
+    await assert.rejects(ClipnModel.load(DEFAULT_MODEL_DIR, { ...CPU, textWorkerMemory: -1 }), /textWorkerMemory must be a number of bytes >= 0, got -1/);
   });
 
   test('a bad textWorkers setting fails the load by name', async () => {
