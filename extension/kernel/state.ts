@@ -83,6 +83,25 @@ export class KernelState {
     return p;
   }
 
+  /**
+   * Releases the models no model definition refers to any more (a model cell re-run with another
+   * precision or provider list, or renamed): without it a kernel kept every model it ever loaded,
+   * each with its sessions and text workers (~1 GB for ViT-B/16). Cells run one at a time, so no
+   * running cell holds a model that is not defined. Returns how many were released.
+   */
+  async releaseUnusedModels(): Promise<number> {
+    const used = new Set(this.defs.names('model').map((n) => (this.defs.get(n)!.value as ModelValue).model));
+    let released = 0;
+    for (const [id, p] of [...this.models]) {
+      const m = await p.catch(() => undefined);
+      if (!m || used.has(m.model)) continue;
+      this.models.delete(id);
+      await m.model.dispose();
+      released++;
+    }
+    return released;
+  }
+
   /** The on-disk embedding cache for a model (undefined when no cache folder is set). */
   cache(m: ModelValue, cacheFolder: string): EmbeddingCache | undefined {
     if (!cacheFolder) return undefined;

@@ -18,6 +18,7 @@ export async function useModel(ctx: RunContext, ref: unknown): Promise<ModelValu
   const folder = path.resolve(ctx.baseDir, ctx.settings.modelFolder);
   const m = await ctx.state.model(folder, ctx.settings, ctx.settings.providers, 'fp32');
   ctx.state.defs.define({ name: 'model', kind: 'model', cell: ctx.cellNumber, value: m });
+  await ctx.state.releaseUnusedModels();
   return m;
 }
 

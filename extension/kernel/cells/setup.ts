@@ -26,6 +26,7 @@ export async function runModel(ctx: RunContext, v: Values, name: string): Promis
   const report = await m.model.providerReport(imageGraphFor(m.precision));
   ctx.signal.throwIfAborted();
   ctx.state.defs.define({ name, kind: 'model', cell: ctx.cellNumber, value: m });
+  const released = await ctx.state.releaseUnusedModels();
   const man = m.model.manifest;
   const view = emptyView('model', `Model ${name}: ${man.name}`);
   view.blocks.push({
@@ -46,6 +47,7 @@ export async function runModel(ctx: RunContext, v: Values, name: string): Promis
     view.notes.push(`This model has no ${precision} image graph (${imageGraphFor(precision)} in clipn.json): images are encoded with ${m.precision}.`);
   }
   for (const s of report.skipped) view.notes.push(`Provider ${s.name} skipped: ${s.reason.split('\n')[0]}`);
+  if (released > 0) view.notes.push(`Released ${released} model${released === 1 ? '' : 's'} that no model cell names any more (its sessions and workers).`);
   return view;
 }
 
