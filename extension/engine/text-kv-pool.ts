@@ -16,7 +16,7 @@ import { encodeSharedPrefix } from './shared-prefix';
 import type { KvShape, SharedPrefixRow } from './shared-prefix';
 import type { FromTextWorker, ToTextWorker } from './text-kv-worker';
 
-/** At most this many workers: each holds a copy of the no tower (~250 MB for ViT-B/16). */
+/** At most this many workers: each holds a session of the no tower (~380 MB for ViT-B/16). */
 const MAX_WORKERS = 4;
 const CLOSE_WAIT_MS = 5000;
 /**
@@ -265,7 +265,12 @@ export class KvTextWorkers {
   /** 'auto': as many of the workers as the memory budget holds, and why fewer where it does not. */
   private boundByMemory(file: string): void {
     if (!this.auto || this.workers === 0) return;
-    const graphBytes = fs.statSync(file).size;
+    let graphBytes: number;
+    try {
+      graphBytes = fs.statSync(file).size;
+    } catch {
+      return; // not a file on disk (nothing to measure): the setting as it is
+    }
     const budget = this.memoryBytes ?? AUTO_MEMORY_SHARE * os.freemem();
     const n = workersForMemory(this.workers, graphBytes, budget);
     if (n === this.workers) return;
