@@ -59,25 +59,8 @@ export function rowSide(x: Float32Array, rows: number, d: number, yes: Float32Ar
   const pStar = new Float64Array(rows);
   const pRest: Float32Array[] = [];
   const e = new Float64Array(c);
-  for (let t0 = 0; t0 < rows; t0 += tileRows) {
-    const r = Math.min(tileRows, rows - t0);
-    const pT = new Float32Array(c * r);
-    for (let i = 0, o = t0 * c; i < r; i++, o += c) {
-      let jStar = 0;
-      for (let j = 1; j < c; j++) if (l[o + j] > l[o + jStar]) jStar = j;
-      let z = 0;
-      for (let j = 0; j < c; j++) z += (e[j] = Math.exp(l[o + j] - l[o + jStar]));
-      for (let j = 0; j < c; j++) if (j !== jStar) pT[j * r + i] = e[j] / z;
-      [predicted[t0 + i], lyStar[t0 + i], pStar[t0 + i]] = [jStar, l[o + jStar], 1 / z];
-    }
-    pRest.push(pT);
-  }
-  const classStart = new Int32Array(c + 1);
-  for (let i = 0; i < rows; i++) classStart[predicted[i] + 1]++;
-  for (let j = 0; j < c; j++) classStart[j + 1] += classStart[j];
-  const order = new Int32Array(rows);
-  const next = classStart.slice(0, c);
-  for (let i = 0; i < rows; i++) order[next[predicted[i]]++] = i;
+  for (let t0 = 0; t0 < rows; t0 += tileRows) pRest.push(softmaxTile(l, c, t0, Math.min(tileRows, rows - t0), e, predicted, lyStar, pStar));
+  const { order, classStart } = byClass(predicted, c);
   const xByClass = kernel ? new Float64Array(kernel.memory.buffer, kernel.layout.x, rows * d) : new Float64Array(rows * d);
   const lyByClass = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
@@ -85,6 +68,38 @@ export function rowSide(x: Float32Array, rows: number, d: number, yes: Float32Ar
     lyByClass[r] = lyStar[order[r]];
   }
   return { start, rows, d, c, x, predicted, pStar, order, classStart, xByClass, lyByClass, kernel, tileRows, pRest };
+}
+
+/**
+ * Rows t0..t0 + r of [rows, c] logits l: each row's j* (the first largest), L_j* and softmax
+ * probability at j*, and the tile's off-j* softmax [c, r]. Small functions of their own: V8
+ * compiles each once, where one large function was recompiled for each of its loops.
+ */
+function softmaxTile(l: Float32Array, c: number, t0: number, r: number, e: Float64Array, predicted: Int32Array, lyStar: Float32Array, pStar: Float64Array): Float32Array {
+  const pT = new Float32Array(c * r);
+  for (let i = 0, o = t0 * c; i < r; i++, o += c) {
+    let jStar = 0;
+    for (let j = 1; j < c; j++) if (l[o + j] > l[o + jStar]) jStar = j;
+    let z = 0;
+    for (let j = 0; j < c; j++) z += (e[j] = Math.exp(l[o + j] - l[o + jStar]));
+    for (let j = 0; j < c; j++) if (j !== jStar) pT[j * r + i] = e[j] / z;
+    predicted[t0 + i] = jStar;
+    lyStar[t0 + i] = l[o + jStar];
+    pStar[t0 + i] = 1 / z;
+  }
+  return pT;
+}
+
+/** The rows in order of their class (a counting sort): classStart[j]..classStart[j + 1] hold class j's. */
+function byClass(predicted: Int32Array, c: number): { order: Int32Array; classStart: Int32Array } {
+  const rows = predicted.length;
+  const classStart = new Int32Array(c + 1);
+  for (let i = 0; i < rows; i++) classStart[predicted[i] + 1]++;
+  for (let j = 0; j < c; j++) classStart[j + 1] += classStart[j];
+  const order = new Int32Array(rows);
+  const next = classStart.slice(0, c);
+  for (let i = 0; i < rows; i++) order[next[predicted[i]]++] = i;
+  return { order, classStart };
 }
 
 /** [rows, c] yes logits by the margin kernel, four classes at a time over the rows in their order. */
