@@ -276,7 +276,7 @@ export class KvTextWorkers {
     if (n === this.workers) return;
     const mb = (b: number) => `${Math.round(b / 2 ** 20)} MB`;
     this.limited = `${n} of ${this.workers} text workers: each holds ~${mb(SESSION_BYTES_PER_GRAPH_BYTE * graphBytes)} (${path.basename(file)}), ` +
-      `the budget is ${mb(budget)}${this.memoryBytes === undefined ? ' (a quarter of the free memory)' : ''}`;
+      `the budget is ${mb(budget)}${this.memoryBytes === undefined ? ` (${AUTO_MEMORY_SHARE * 100}% of the free memory)` : ''}`;
     this.workers = n;
   }
 
