@@ -11,8 +11,10 @@ import type { EncodeProgress, ImageFailure, ImageItem } from './encoder-pipeline
 import { loadManifest } from './manifest';
 import type { ClipnManifest, GraphName, LoadManifestOptions, ModelFolder } from './manifest';
 import type { ImageInput } from './preprocess';
-import { PreprocessPool, resolvePreprocessWorkers } from './preprocess-pool';
-import type { PreprocessPoolStats, PreprocessWorkersSetting } from './preprocess-pool';
+import { PreprocessPool } from './preprocess-pool';
+import type { PreprocessPoolStats } from './preprocess-pool';
+import { resolvePreprocessWorkers } from './preprocess-worker-count';
+import type { PreprocessWorkersSetting } from './preprocess-worker-count';
 import { gatherIds, planTextBatches, tokenLengths } from './text-lengths';
 import { classPrompts } from './prompts';
 import { promptWeights, weightMatrix } from './prompt-weights';

@@ -10,7 +10,7 @@
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import type { MessagePort } from 'node:worker_threads';
 import { ImagePreprocessError, preprocessImage } from './preprocess';
-import type { WorkerInit, WorkerReply, WorkerRequest } from './preprocess-pool';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './preprocess-worker-messages';
 
 type TaskRequest = Extract<WorkerRequest, { t: 'task' }>;
 

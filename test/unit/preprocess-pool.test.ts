@@ -14,7 +14,8 @@ import { ClipnModel } from '../../extension/engine/encoder';
 import type { EncodeProgress, ImageSource } from '../../extension/engine/encoder';
 import { ImagePreprocessError, preprocessImage } from '../../extension/engine/preprocess';
 import type { ImageInput, PreprocessConfig } from '../../extension/engine/preprocess';
-import { autoPreprocessWorkers, defaultPreprocessWorkerFile, PreprocessPool, resolvePreprocessWorkers } from '../../extension/engine/preprocess-pool';
+import { defaultPreprocessWorkerFile, PreprocessPool } from '../../extension/engine/preprocess-pool';
+import { autoPreprocessWorkers, resolvePreprocessWorkers } from '../../extension/engine/preprocess-worker-count';
 import { DEFAULT_MODEL_DIR, defaultModelPresent, exportMicroModel } from './helpers/models';
 
 const cfg = (size: number): PreprocessConfig => ({
