@@ -19,9 +19,9 @@ import {
   preprocessImage,
   preprocessImageUint8,
   preprocessInto,
-  resizeCropGeometry,
   validatePreprocessConfig,
 } from '../../extension/engine/preprocess';
+import { resizeCropGeometry } from '../../extension/engine/pil-resize-crop';
 import { runPythonJson } from './helpers/python';
 
 /** Tolerance on the mean absolute difference of the normalised tensors (brief: <= 0.02). */
