@@ -7,7 +7,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { fsReason, globFiles, isGlob, walk } from './glob';
 import type { SkippedEntry } from './glob';
-import { sha256File } from './manifest';
+import { sha256File } from './file-hashes';
 
 export type { SkippedEntry } from './glob';
 

@@ -6,7 +6,7 @@ import type { ProviderReport } from './backend';
 import { cacheKeyFor, canonicalJson, EmbeddingCacheError } from './embedding-cache';
 import type { EmbeddingCache } from './embedding-cache';
 import type { ClipnModel, ImageFailure, ImagePrecision } from './encoder';
-import { sha256File } from './manifest';
+import { sha256File } from './file-hashes';
 
 export interface EmbedProgress {
   phase: 'hashing' | 'encoding';

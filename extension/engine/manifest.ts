@@ -2,9 +2,9 @@
 // integrity checks. Everything downstream (backend, encoders, prompts) trusts what this module
 // returns, so every field it uses is checked here once, with errors that name the folder, the
 // file and the field, and say how to fix it.
-import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { markerPath, readMarker, sameStamp, sha256File, stampOf, verifiedInProcess, writeMarker } from './file-hashes';
 import type { PreprocessConfig } from './preprocess';
 
 export const MANIFEST_FILE = 'clipn.json';
@@ -326,62 +326,7 @@ export function validateManifest(raw: Json, manifestPath: string): ClipnManifest
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hashing and the "verified" cache.
-
-/** Streams the file through sha256 (graphs of real models are hundreds of MB). */
-export function sha256File(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = crypto.createHash('sha256');
-    const stream = fs.createReadStream(file, { highWaterMark: 1 << 20 });
-    stream.on('data', (chunk) => hash.update(chunk));
-    stream.on('error', reject);
-    stream.on('end', () => resolve(hash.digest('hex')));
-  });
-}
-
-interface Stamp {
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  ino: number;
-  sha256: string;
-}
-
-function stampOf(st: fs.Stats, sha256: string): Stamp {
-  return { size: st.size, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs, ino: st.ino, sha256 };
-}
-
-function sameStamp(a: Stamp | undefined, b: Stamp): boolean {
-  return !!a && a.size === b.size && a.mtimeMs === b.mtimeMs && a.ctimeMs === b.ctimeMs && a.ino === b.ino && a.sha256 === b.sha256;
-}
-
-/** Process-wide: absolute path -> stamp of its last successful verification. */
-const verifiedInProcess = new Map<string, Stamp>();
-
-function markerPath(cacheDir: string, folder: string): string {
-  const key = crypto.createHash('sha256').update(folder).digest('hex').slice(0, 24);
-  return path.join(cacheDir, `clipn-verified-${key}.json`);
-}
-
-function readMarker(file: string): Record<string, Stamp> {
-  try {
-    const data = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
-    return data && typeof data === 'object' && !Array.isArray(data) ? (data as Record<string, Stamp>) : {};
-  } catch {
-    return {}; // a missing or damaged marker only costs a re-hash
-  }
-}
-
-function writeMarker(file: string, stamps: Record<string, Stamp>): void {
-  try {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify(stamps));
-    fs.renameSync(tmp, file);
-  } catch {
-    // The cache is an optimisation; an unwritable cache folder must not stop a model loading.
-  }
-}
+// Checking the listed files (their hashes are remembered: file-hashes.ts).
 
 async function verifyFiles(folder: string, manifestPath: string, manifest: ClipnManifest, opts: LoadManifestOptions): Promise<ModelFolder['verification']> {
   const mode = opts.verify ?? 'cached';
