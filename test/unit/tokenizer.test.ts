@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { spawnSync } from 'node:child_process';
 
-import { ClipTokenizer, cleanText, htmlUnescape, readMerges, MAX_MERGES } from '../../extension/engine/tokenizer';
+import { htmlUnescape } from '../../extension/engine/html-unescape';
+import { ClipTokenizer, cleanText, readMerges, MAX_MERGES } from '../../extension/engine/tokenizer';
 import { runPythonJson, SHARED_DIR, PYTHON } from './helpers/python';
 
 const REAL_MERGES = path.join(SHARED_DIR, 'data', 'bpe_simple_vocab_16e6.txt.gz');
