@@ -100,24 +100,37 @@ export async function setColorTheme(page: Page, theme: string): Promise<void> {
  */
 export async function bringIntoView(page: Page, target: import('playwright-core').Locator, viewportHeight: number): Promise<{ x: number; y: number; width: number; height: number }> {
   const list = page.locator(NOTEBOOK_EDITOR).first().locator('.monaco-list').first();
-  const lbox = await list.boundingBox();
   const where = () => target.boundingBox({ timeout: 2000 }).catch(() => null);
+  // Where the wheel goes, in turn while a step moves nothing: over the cells' left gutter, then
+  // over the list's own vertical scrollbar (never a plot, which would take the wheel for itself).
+  const anchors = async () => {
+    const l = await list.boundingBox();
+    if (!l) return [];
+    const y = l.y + Math.min(l.height / 2, 400);
+    return [{ x: l.x + 12, y, at: 'gutter' }, { x: l.x + l.width - 5, y, at: 'scrollbar' }];
+  };
   // The list scrolls at once, but the output webview places its content a moment later (longer
   // on a busy machine): a step aimed from a box that has not moved yet overshoots, and the next
   // one overshoots back. So each step waits for the box to move, and steps shrink on every
-  // change of direction.
+  // change of direction. How far one wheel event scrolls differs (over the scrollbar it was
+  // 50 px whatever the delta): a step sends as many events as the last step's yield asks for.
   let cap = 1200;
   let lastSign = 0;
+  let stuck = 0;
+  let perEvent = Infinity;
   let box = await where();
-  for (let i = 0; i < 60; i++) {
+  for (const deadline = Date.now() + 120_000; Date.now() < deadline;) {
     if (box && box.y > 120 && box.y + box.height < viewportHeight - 40) return box;
     // Above: scroll up; below or not rendered yet: scroll down.
     const wanted = box ? box.y - viewportHeight / 3 : 600;
     if (box && lastSign !== 0 && Math.sign(wanted) !== lastSign) cap = Math.max(100, cap / 2);
     lastSign = Math.sign(wanted);
-    // Over the cells' left gutter, not over a plot (a plot would take the wheel for itself).
-    if (lbox) await page.mouse.move(lbox.x + 12, lbox.y + Math.min(lbox.height / 2, 400));
-    await page.mouse.wheel(0, Math.max(-cap, Math.min(cap, wanted)));
+    const delta = Math.max(-cap, Math.min(cap, wanted));
+    const events = Math.max(1, Math.min(40, Math.ceil(Math.abs(delta) / perEvent)));
+    const points = await anchors();
+    const anchor = points[stuck % Math.max(1, points.length)];
+    if (anchor) await page.mouse.move(anchor.x, anchor.y);
+    for (let e = 0; e < events; e++) await page.mouse.wheel(0, delta / events);
     const before = box;
     // Not rendered yet: nothing to wait for but the next rows.
     for (let waited = 0; waited < (before ? 2000 : 300); waited += 100) {
@@ -126,6 +139,15 @@ export async function bringIntoView(page: Page, target: import('playwright-core'
       if (before && box && Math.abs(box.y - before.y) > 1) break;
       if (!before && box) break;
     }
+    const moved = before && box ? Math.abs(box.y - before.y) : 0;
+    if (before && moved <= 1) stuck++;
+    // Only a step that fell short says how far one event goes (a full one may have been capped).
+    if (moved > 1 && moved < 0.9 * Math.abs(delta)) perEvent = Math.max(10, moved / events);
   }
-  throw new Error(`could not scroll the element into view (last box ${JSON.stringify(box)})`);
+  const under = await Promise.all((await anchors()).map(async (p) => `${p.at}: ${await page.evaluate(([x, y]) => {
+    type Hit = { tagName: string; classList: Iterable<string> } | null;
+    const e = (globalThis as unknown as { document: { elementFromPoint(x: number, y: number): Hit } }).document.elementFromPoint(x, y);
+    return e ? `${e.tagName.toLowerCase()}.${[...e.classList].join('.')}` : 'nothing';
+  }, [p.x, p.y] as const)}`));
+  throw new Error(`could not scroll the element into view in 120 s (last box ${JSON.stringify(box)}; ${stuck} steps moved nothing; ~${Math.round(perEvent)} px per wheel event; under the wheel: ${under.join(', ') || 'no list'})`);
 }
