@@ -30,6 +30,7 @@ import { parseOptions } from './gpu-options';
 import type { Options } from './gpu-options';
 import { firstLine, r1, r2, summary } from './gpu-results';
 import type { OnnxRow, ProviderEntry, Results, TorchFile } from './gpu-results';
+import { median } from './machine';
 
 // Decoding uses sharp on libuv's pool; it must be as large as the machine before first use.
 if (!process.env.UV_THREADPOOL_SIZE) process.env.UV_THREADPOOL_SIZE = String(Math.max(4, os.availableParallelism()));
@@ -65,12 +66,6 @@ function vitGflop(arch: { vision: { image_size: number; patch_size: number; widt
   const perLayer = 2 * n * w * 3 * w + 2 * 2 * n * n * w + 2 * n * w * w + 2 * 2 * n * w * hidden;
   const patch = 2 * grid * 3 * v.patch_size * v.patch_size * w;
   return (v.layers * perLayer + patch + 2 * w * arch.embed_dim) / 1e9;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 async function main(): Promise<number> {

@@ -19,7 +19,7 @@
 #   node_modules/onnxruntime-common  dist/cjs
 #   node_modules/sharp, @img/{colour,sharp-linux-x64,sharp-libvips-linux-x64}, detect-libc,
 #     semver                     image decoding (end-to-end rows); --no-sharp packs a stub instead
-#   out/extension/engine, out/bench/gpu*.js, out/test/unit/{engine-model.test.js,helpers}
+#   out/extension/engine, out/bench/gpu*.js + machine.js, out/test/unit/{engine-model.test.js,helpers}
 # yaml is not packed: nothing the bench or those tests load imports it.
 #
 # What travels to the device machine is the working tree (tracked + untracked-not-ignored
@@ -106,7 +106,7 @@ module.exports.default = sharp;
 EOF
   fi
   cp -r out/extension/engine "$st/out/extension/"
-  cp out/bench/gpu*.js "$st/out/bench/"
+  cp out/bench/gpu*.js out/bench/machine.js "$st/out/bench/"
   mkdir -p "$st/out/test/unit/helpers"
   [[ -f out/test/unit/engine-model.test.js ]] && cp out/test/unit/engine-model.test.js "$st/out/test/unit/"
   cp out/test/unit/helpers/*.js "$st/out/test/unit/helpers/" 2>/dev/null || true
