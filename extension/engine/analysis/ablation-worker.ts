@@ -81,8 +81,7 @@ async function handle(msg: ToWorker): Promise<void> {
   if (msg.type === 'rows') {
     const [ctw, atd] = [view(msg.buffers.ctw), view(msg.buffers.atd)];
     const cd = init.c * init.d;
-    const all = new Float32Array(msg.buffers.variants);
-    const variants = Array.from({ length: all.length / cd }, (_, v) => all.subarray(v * cd, (v + 1) * cd));
+    const variants = variantViews(new Float32Array(msg.buffers.variants), cd);
     const dStar = margins(side, variants);
     const sums = atd ? await graph.sums(variants, init.yes) : undefined;
     writeScores(side, dStar, init.n, sums, ctw, atd);
@@ -97,18 +96,37 @@ async function handle(msg: ToWorker): Promise<void> {
   reply({ type: 'metrics', id: msg.id, values });
 }
 
+/** A batch's k variants as views of its shared buffer ([k C, D]); built alike by jobs and warm-up. */
+function variantViews(all: Float32Array, cd: number): Float32Array[] {
+  const views: Float32Array[] = [];
+  for (let v = 0; v < all.length / cd; v++) views.push(all.subarray(v * cd, (v + 1) * cd));
+  return views;
+}
+
 /**
- * A full batch of the yes features as variants, scored and thrown away during setup: the
- * session's first run at each tile shape (~40 ms) and the loops' first, unoptimised calls would
- * otherwise fall in the first batch.
+ * Work thrown away during setup, so that it does not fall in the first batches: the ATD
+ * session's first run at each tile shape (~40 ms), and every path a job takes through margins and
+ * writeScores (a group of four variants and a last, shorter group; CTW with ATD, and either
+ * alone), for their type feedback. Without it V8 threw their optimised code away in the first
+ * batches ("wrong map", "insufficient type feedback") and compiled them again (bench/README
+ * "Ablation"). Five variants: one full group and a one-variant tail.
  */
 async function warmUp(graph: AtdGraph, side: RowSide, init: WorkerInit): Promise<void> {
-  const variants = Array.from({ length: init.batchVariants }, () => init.yes);
-  await graph.warmUp(variants, init.yes);
-  const dStar = margins(side, variants.slice(0, 4));
-  const scores = new Float64Array(init.n);
-  writeScores(side, dStar.slice(0, 1), init.n, undefined, scores, undefined);
-  metrics.of(scores, init.idN);
+  const { d, c, n, yes } = init;
+  await graph.warmUp(Array.from({ length: init.batchVariants }, () => yes), yes);
+  const k = 5;
+  const all = new Float32Array(new SharedArrayBuffer(4 * k * c * d));
+  // -yes: margins of 2 L_j*, non-integral as a variant's are (0 left integer feedback that later deopted).
+  for (let j = 0; j < c * d; j++) all[j] = -yes[j];
+  for (let v = 1; v < k; v++) all.copyWithin(v * c * d, 0, c * d);
+  const dStar = margins(side, variantViews(all, c * d));
+  const sums = new Float32Array(2 * k * side.rows);
+  const scores = () => new Float64Array(new SharedArrayBuffer(8 * k * n));
+  writeScores(side, dStar, n, sums, scores(), scores());
+  writeScores(side, dStar, n, undefined, scores(), undefined);
+  writeScores(side, dStar, n, sums, undefined, scores());
+  // Distinct scores, ID mostly above OOD and then mostly below: each side runs out first once.
+  for (const shift of [0.3, -0.3]) metrics.of(Float64Array.from({ length: n }, (_, i) => ((i * 0.618034) % 1) + (i < init.idN ? shift : 0)), init.idN);
 }
 
 const urgent: ToWorker[] = [];

@@ -128,7 +128,10 @@ function kernelLogits(kernel: MarginKernel, x: Float32Array, rows: number, d: nu
 export function margins(side: RowSide, variants: readonly Float32Array[]): Float64Array[] {
   const { rows, d, c, classStart } = side;
   const k = variants.length;
-  const out = variants.map(() => new Float64Array(rows));
+  // A loop, not variants.map: map's result arrays took another map now and then, and each time
+  // V8 threw this function's optimised code away ("wrong map").
+  const out: Float64Array[] = [];
+  for (let v = 0; v < k; v++) out.push(new Float64Array(rows));
   const g = new Float64Array(4 * d); // [t][u]: variant u's class-j feature
   for (let q = 0; q < k; q += 4) {
     // The last group repeats its last variant: the kernel always computes four.
