@@ -19,7 +19,7 @@ import { gatherIds, planTextBatches, tokenLengths } from './text-lengths';
 import { classPrompts } from './prompts';
 import { promptWeights, weightMatrix } from './prompt-weights';
 import type { PromptMix, PromptWeightsInput } from './prompt-weights';
-import { classTemplateRows } from './shared-prefix';
+import { classTemplateRows, distinctRows, spreadRows } from './shared-prefix';
 import { KvTextWorkers } from './text-kv-pool';
 import type { KvTextWorkerStats } from './text-kv-pool';
 import { memoRows, sharedPrefixKey, textKey, TextFeatureMemo } from './text-memo';
@@ -431,10 +431,13 @@ export class ClipnModel {
     const mixKeys = weights.map((w) => textKey('no', '', w));
     const key = (i: number) => sharedPrefixKey(texts[i], mixKeys[Math.floor(i / perMix)], beginnings[i % templates.length]);
     return this.memoTexts(texts, opts, key, async (missing, store) => {
-      const rows = classTemplateRows(this.tokenizer, filled, beginnings, weights, missing);
+      const { rows, of } = distinctRows(classTemplateRows(this.tokenizer, filled, beginnings, weights, missing));
       const { layers, heads, width } = this.manifest.architecture.text;
       const shape = { layers, heads, headWidth: width / heads, prompts: this.numPrompts, embedDim: this.embedDim };
-      await this.kvText.encode(kv, shape, rows, opts.batchSize ?? 64, (batch, embeds) => store(batch.map((r) => missing[r]), embeds, kv), opts.signal);
+      await this.kvText.encode(kv, shape, rows, opts.batchSize ?? 64, (batch, embeds) => {
+        const spread = spreadRows(batch, embeds, this.embedDim, of);
+        store(spread.rows.map((r) => missing[r]), spread.data, kv);
+      }, opts.signal);
     });
   }
 

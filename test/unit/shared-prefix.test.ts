@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { ClipnModel, promptWeights } from '../../extension/engine/encoder';
 import type { PromptMix } from '../../extension/engine/encoder';
 import { classPrompts } from '../../extension/engine/prompts';
-import { splitPoint } from '../../extension/engine/shared-prefix';
+import { classTemplateRows, distinctRows, splitPoint, spreadRows } from '../../extension/engine/shared-prefix';
 import { copyModelFolder, DEFAULT_MODEL_DIR, exportMicro } from './helpers/models';
 import { runPythonJson } from './helpers/python';
 import { maxAbsDiff } from './helpers/arrays';
@@ -33,6 +33,19 @@ test('splitPoint: the ids shared with the beginning, at least SOT, never EOT', (
   assert.equal(splitPoint([3, 9], [0]), 1); // SOT always counts, so a past is never empty
 });
 
+test('distinctRows: one row per ids, split and mix; spreadRows hands each feature to every row it stands for', () => {
+  const [w1, w2] = [new Float32Array([1, 0]), new Float32Array([0, 1])];
+  const row = (ids: number[], split: number, weights: Float32Array) => ({ ids, split, weights, past: '' });
+  const rows = [row([0, 5, 9], 1, w1), row([0, 5, 9], 1, w1), row([0, 5, 9], 2, w1), row([0, 5, 9], 1, w2), row([0, 6, 9], 1, w1), row([0, 5, 9], 1, w1)];
+  const { rows: distinct, of } = distinctRows(rows);
+  assert.deepEqual(of, [[0, 1, 5], [2], [3], [4]]);
+  assert.deepEqual(distinct, [rows[0], rows[2], rows[3], rows[4]]);
+  const embeds = new Float32Array([1, 1, 3, 3, 4, 4]); // distinct rows 0, 2 and 3 of a batch, d = 2
+  assert.deepEqual(spreadRows([0, 2, 3], embeds, 2, of), { rows: [0, 1, 5, 3, 4], data: new Float32Array([1, 1, 1, 1, 1, 1, 3, 3, 4, 4]) });
+  const alone = embeds.subarray(0, 4);
+  assert.equal(spreadRows([1, 3], alone, 2, of).data, alone, 'no copy when every row is distinct');
+});
+
 describe('the default model shares template beginnings', () => {
   let m: ClipnModel;
   before(async () => {
@@ -50,6 +63,14 @@ describe('the default model shares template beginnings', () => {
       return splitPoint(own, [m.tokenizer.sot, ...m.tokenizer.encode(t.slice(0, t.indexOf('{}')))]);
     });
     assert.ok(splits.includes(1) && splits.some((s) => s >= 5) && splits.includes(m.contextLength - 1), `splits ${splits}`);
+  });
+
+  test('texts cut before their class name are one row for every class (encoded once)', () => {
+    const long = TEMPLATES[3];
+    const filled = classPrompts(CLASSES, [long]);
+    const weights = [m.weightMatrix(promptWeights.mean(), 1), m.weightMatrix(promptWeights.none(), 1)];
+    const rows = classTemplateRows(m.tokenizer, filled, [long.slice(0, long.indexOf('{}'))], weights, [...filled.keys(), ...filled.keys()].map((i, k) => i + (k >= filled.length ? filled.length : 0)));
+    assert.deepEqual(distinctRows(rows).of, [[0, 1, 2, 3], [4, 5, 6, 7]]);
   });
 
   test('features equal the whole-text graph (max abs <= 1e-6) for every mix, in [mix][class][template] order', async () => {
