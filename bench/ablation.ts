@@ -73,6 +73,7 @@ function printResult(what: string, r: AblationResult, wall: number, cpu: number)
   const best = r.greedy.best;
   console.log(`  full pool: CTW AUROC ${r.full.ctw.auroc.toFixed(4)}, ATD AUROC ${r.full.atd.auroc.toFixed(4)}, ATD FPR95 ${r.full.atd.fpr95.toFixed(4)}; ` +
     `greedy ${r.greedy.steps.length} steps (${r.greedy.stopped})${best ? `, best ${r.objective.score.toUpperCase()} ${r.objective.metric} ${r.greedy.steps[r.greedy.steps.length - 1].objective.toFixed(4)} with ${best.prompts.length} prompts` : ''}`);
+  for (const note of r.notes) console.log(`  note: ${note}`);
 }
 
 async function main(): Promise<void> {

@@ -103,8 +103,20 @@ describe('no-pool ablation on the default model', { skip: !defaultModelPresent()
     const pred = scoreFeatures({ image: data.id, n: N_ID, dim: model.embedDim, textYes: yes, textNo: h.all.data, classes: CLASSES.length }).predicted;
     assert.equal(r.idAccuracy, idAccuracy(pred, data.labels));
     assert.match(r.notes.join('\n'), /ID accuracy .* for every variant/);
+    // Even a short template runs past the tiny model's 16 tokens with a long-tokenised class name.
+    assert.match(r.notes.join('\n'), /^1 of the 3 pool templates are cut at the model's 16-token context for some classes \(3 of 12 texts\) \(e\.g\. "a \{\} that is not there\."\)\./m);
     assert.equal(r.counts.variantsScored, 7);
     assert.equal(r.counts.textPrompts, CLASSES.length * (model.manifest.templates!.length + pool.length));
+  });
+
+  test('a template cut at the context length before the class name is named in the notes', async () => {
+    const pool = ['a photo of no {}.', 'there is nothing at all like a {} in this close-up photo.'];
+    const r = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: pool }, greedySteps: 0 });
+    assert.match(r.notes.join('\n'), /1 of the 2 pool templates are cut at the model's 16-token context for some classes \(4 of 8 texts\); 1 of them lose the class name entirely .*"there is nothing at all like a \{\} in this close-up photo\."/);
+    // Its texts are one row for every class, so its feature is the same for every class.
+    const d = model.embedDim;
+    const raw = (await model.encodeClassPromptsNo(CLASSES, pool.slice(1), [promptWeights.none()])).data;
+    for (let c = 1; c < CLASSES.length; c++) assert.deepEqual(raw.subarray(c * d, (c + 1) * d), raw.subarray(0, d));
   });
 
   test('other graph tiles and other worker splits of the images give the same metrics', async () => {
