@@ -89,17 +89,31 @@ export function classTemplateRows(
  */
 export function distinctRows(rows: readonly SharedPrefixRow[]): { rows: SharedPrefixRow[]; of: number[][] } {
   const mixes = new Map<Float32Array, number>();
-  const seen = new Map<string, number>();
+  // Rows by a hash of (mix, split, ids), compared in full within a bucket (half the time of joined-string keys).
+  const buckets = new Map<number, number[]>();
   const out: SharedPrefixRow[] = [];
   const of: number[][] = [];
   rows.forEach((row, i) => {
     const mix = mixes.get(row.weights) ?? (mixes.set(row.weights, mixes.size), mixes.size - 1);
-    const key = `${mix} ${row.split} ${row.ids.join(',')}`;
-    const u = seen.get(key);
+    let h = Math.imul(2166136261 ^ mix, 16777619) ^ row.split;
+    for (const id of row.ids) h = Math.imul(h, 16777619) ^ id;
+    const bucket = buckets.get(h);
+    const u = bucket?.find((v) => sameRow(out[v], row));
     if (u !== undefined) of[u].push(i);
-    else (seen.set(key, out.length), out.push(row), of.push([i]));
+    else {
+      if (bucket) bucket.push(out.length);
+      else buckets.set(h, [out.length]);
+      out.push(row);
+      of.push([i]);
+    }
   });
   return { rows: out, of };
+}
+
+function sameRow(a: SharedPrefixRow, b: SharedPrefixRow): boolean {
+  if (a.weights !== b.weights || a.split !== b.split || a.ids.length !== b.ids.length) return false;
+  for (let k = 0; k < a.ids.length; k++) if (a.ids[k] !== b.ids[k]) return false;
+  return true;
 }
 
 /** A batch of distinct rows' features [batch.length, d] for every row they stand for: the positions and [positions, d]. */
