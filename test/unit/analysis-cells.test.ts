@@ -166,6 +166,11 @@ test('evaluate is the OOD report: metrics equal computeMetrics on the engine\'s 
     galleries[0].items.forEach((it, i) => assert.match(it.caption!, new RegExp(`^ATD ${topOod[i].toFixed(4)} `)));
     assert.ok(galleries[0].items.every((it) => it.thumb && it.thumb[0] === 0xff && fs.existsSync(it.path)));
     assert.equal(figures(v).length, 3, 'ROC curves, CTW and ATD histograms');
+    assert.ok(!v.notes.some((n) => n.includes('context')), 'no template is cut');
+    // A template longer than the tiny model's 16 tokens: its class name is cut away, and the note says so.
+    await k.run('prompts:\n  name: long\n  templates: ["there is nothing at all like a {} in this close-up photo.", "a {}."]\n  no:\n    learned: mean\n');
+    const long = await k.run('evaluate:\n  ood: [ood]\n  prompts: long\n  scores: [ctw]\n');
+    assert.ok(long.notes.some((n) => /^1 of the 2 "yes" templates are cut at the model's 16-token context for some classes \(6 of 12 texts\); 1 of them lose the class name entirely/.test(n)), long.notes.join('\n'));
   } finally {
     await k.dispose();
   }

@@ -3,7 +3,8 @@
 // with progress, and formatting.
 import * as path from 'node:path';
 import { embedImageSet, type EmbedResult } from '../../engine/embed';
-import { classFeatures, type ClassFeatures } from '../../engine/prompts';
+import { classFeatures, defaultTemplates, type ClassFeatures } from '../../engine/prompts';
+import { templateCuts, templateCutsNote } from '../../engine/template-cuts';
 import type { ViewPayload } from '../../protocol';
 import { CellError, type ClassesValue, type DatasetValue, type ModelValue, type PromptsValue, type RunContext } from '../state';
 
@@ -106,6 +107,16 @@ export function usePrompts(ctx: RunContext, ref: unknown): PromptsValue | undefi
 export async function useTextFeatures(ctx: RunContext, m: ModelValue, classes: readonly string[], prompts: PromptsValue | undefined): Promise<ClassFeatures> {
   ctx.progress('text features');
   return classFeatures(m.model, classes, { templates: prompts?.templates, no: prompts?.no, signal: ctx.signal, batchSize: 256 });
+}
+
+/**
+ * Notes on the texts the model's tokenizer cuts at its context length for these classes: the
+ * "yes" templates (also the learned "no" prompts' texts) and a hand-written "no" pool.
+ */
+export function textCutNotes(m: ModelValue, classes: readonly string[], prompts: PromptsValue | undefined): string[] {
+  const lists: Array<[readonly string[], string]> = [[prompts?.templates ?? defaultTemplates(m.model.manifest), '"yes" templates']];
+  if (prompts?.no.kind === 'handcrafted') lists.push([prompts.no.templates, '"no" templates']);
+  return lists.flatMap(([templates, what]) => templateCutsNote(templateCuts(m.model.tokenizer, classes, templates), templates, classes.length, what) ?? []);
 }
 
 /** The rows of several embedded sets stacked into one matrix. */

@@ -9,7 +9,7 @@ import { thumbnail } from '../../engine/thumbnails';
 import { SCORE_NAMES, type ScoreName } from '../../language/schema';
 import type { Block, FigureTrace, GalleryItem, ViewPayload } from '../../protocol';
 import { CellError, type RunContext } from '../state';
-import { embedNotes, embedSet, emptyView, fmtSeconds, labelsFor, useClasses, useDatasets, useModel, usePrompts, useTextFeatures, type Embedded } from './common';
+import { embedNotes, embedSet, emptyView, fmtSeconds, labelsFor, useClasses, useDatasets, useModel, usePrompts, textCutNotes, useTextFeatures, type Embedded } from './common';
 import { pointLabel, pointRow } from './points';
 
 type Values = Record<string, unknown>;
@@ -97,6 +97,7 @@ export async function runEvaluate(ctx: RunContext, v: Values, name: string): Pro
   }
 
   for (const [k, why] of Object.entries(report.degenerate)) if (why) view.notes.push(`${k.toUpperCase()}: ${why}`);
+  view.notes.push(...textCutNotes(m, classes, prompts));
   view.notes.push(`Text features: ${text.provider.yes}; scoring: ${idScores.engine === 'onnx' ? 'onnxruntime graph' : 'exact TS path'}; ${fmtSeconds((performance.now() - start) / 1000)} in all.`, ...embedNotes([idEmb, ...oodEmb]));
   const failures = [idEmb, ...oodEmb].flatMap((e) => e.failures.map((f) => `${f.file}: ${f.reason}`));
   if (failures.length) view.blocks.push({ type: 'list', title: `${failures.length} images could not be used`, items: failures.slice(0, 20), more: failures.length > 20 ? failures.length - 20 : undefined });

@@ -8,7 +8,7 @@ import { promptWeights } from '../../engine/encoder';
 import { classPrompts, ensembleByClass, noFeaturesForMixes, type ClassFeatures, type FeatureMatrix } from '../../engine/prompts';
 import type { FigureTrace, TableCell, ViewPayload } from '../../protocol';
 import type { ModelValue, PromptsValue, RunContext } from '../state';
-import { embedNotes, embedSet, emptyView, fmtSeconds, stackFeatures, useClasses, useDatasets, useModel, usePrompts, useTextFeatures, type Embedded } from './common';
+import { embedNotes, embedSet, emptyView, fmtSeconds, stackFeatures, useClasses, useDatasets, useModel, usePrompts, textCutNotes, useTextFeatures, type Embedded } from './common';
 import { figureImages, pointRows } from './points';
 
 type Values = Record<string, unknown>;
@@ -145,6 +145,7 @@ export async function runGeometry(ctx: RunContext, v: Values, name: string): Pro
     });
     view.notes.push('Above the dashed line the "no" text wins: CTW calls the image OOD.', ...embedNotes(embedded));
   }
+  view.notes.push(...textCutNotes(m, classes, prompts));
   view.notes.push(`Text features: ${text.provider.yes}; ${fmtSeconds((performance.now() - start) / 1000)} in all.`);
   ctx.state.defs.define({ name, kind: 'geometry', cell: ctx.cellNumber, value: { classes: c, meanPairCos: g.pairCos.reduce((a, b) => a + b, 0) / c } });
   return view;
