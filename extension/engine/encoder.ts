@@ -19,6 +19,7 @@ import { gatherIds, planTextBatches, tokenLengths } from './text-lengths';
 import { classPrompts } from './prompts';
 import { promptWeights, weightMatrix } from './prompt-weights';
 import type { PromptMix, PromptWeightsInput } from './prompt-weights';
+import { filledTokens } from './filled-tokens';
 import { classTemplateRows, distinctRows, spreadRows } from './shared-prefix';
 import { KvTextWorkers } from './text-kv-pool';
 import type { KvTextWorkerStats } from './text-kv-pool';
@@ -431,7 +432,9 @@ export class ClipnModel {
     const mixKeys = weights.map((w) => textKey('no', '', w));
     const key = (i: number) => sharedPrefixKey(texts[i], mixKeys[Math.floor(i / perMix)], beginnings[i % templates.length]);
     return this.memoTexts(texts, opts, key, async (missing, store) => {
-      const { rows, of } = distinctRows(classTemplateRows(this.tokenizer, filled, beginnings, weights, missing));
+      const ids = filledTokens(this.tokenizer, classes, templates);
+      const textIds = (text: number) => ids(Math.floor(text / templates.length), text % templates.length);
+      const { rows, of } = distinctRows(classTemplateRows(this.tokenizer, filled, beginnings, weights, missing, textIds));
       const { layers, heads, width } = this.manifest.architecture.text;
       const shape = { layers, heads, headWidth: width / heads, prompts: this.numPrompts, embedDim: this.embedDim };
       await this.kvText.encode(kv, shape, rows, opts.batchSize ?? 64, (batch, embeds) => {
