@@ -432,8 +432,8 @@ export class ClipnModel {
     const mixKeys = weights.map((w) => textKey('no', '', w));
     const key = (i: number) => sharedPrefixKey(texts[i], mixKeys[Math.floor(i / perMix)], beginnings[i % templates.length]);
     return this.memoTexts(texts, opts, key, async (missing, store) => {
-      const ids = filledTokens(this.tokenizer, classes, templates);
-      const textIds = (text: number) => ids(Math.floor(text / templates.length), text % templates.length);
+      const tokens = filledTokens(this.tokenizer, classes, templates);
+      const textIds = (text: number) => tokens.ids(Math.floor(text / templates.length), text % templates.length);
       const { rows, of } = distinctRows(classTemplateRows(this.tokenizer, filled, beginnings, weights, missing, textIds));
       const { layers, heads, width } = this.manifest.architecture.text;
       const shape = { layers, heads, headWidth: width / heads, prompts: this.numPrompts, embedDim: this.embedDim };

@@ -35,17 +35,23 @@ function separates(last: Kind, first: Kind): boolean {
 /** Printable ASCII without '&' (HTML entities) or '<|' (special tokens): cleaned character by character. */
 const plain = (s: string) => PLAIN.test(s) && !s.includes('&') && !s.includes('<|');
 
-/**
- * ids(c, t): the ids of fillTemplate(templates[t], classes[c]) from SOT to EOT (cut at the
- * context length with EOT last), as tokenizeOne gives them without the padding.
- */
-export function filledTokens(tokenizer: ClipTokenizer, classes: readonly string[], templates: readonly string[]): (c: number, t: number) => number[] {
+/** Token ids and lengths of templates filled with class names (see the module comment). */
+export interface FilledTokens {
+  /** The ids of fillTemplate(templates[t], classes[c]) from SOT to EOT, cut at the context length with EOT last (tokenizeOne's, without the padding). */
+  ids(c: number, t: number): number[];
+  /** Its token count before the cut, without SOT and EOT (tokenizer.encode's length). */
+  length(c: number, t: number): number;
+}
+
+export function filledTokens(tokenizer: ClipTokenizer, classes: readonly string[], templates: readonly string[]): FilledTokens {
   const encoded = new Map<string, number[]>();
   const encode = (part: string) => encoded.get(part) ?? (encoded.set(part, tokenizer.encode(part)), encoded.get(part)!);
   const templateParts = templates.map((t) => (plain(t) ? t.split('{}') : undefined));
   const classPlain = classes.map(plain);
   /** The pieces in text order (empty ones left out), or undefined where a piece could run across a boundary. */
-  const pieces = (parts: readonly string[], name: string): string[] | undefined => {
+  const pieces = (c: number, t: number): string[] | undefined => {
+    const [parts, name] = [templateParts[t], classes[c]];
+    if (!parts || !classPlain[c]) return undefined;
     const out: string[] = [];
     let last: Kind | undefined;
     for (let i = 0; i < 2 * parts.length - 1; i++) {
@@ -58,20 +64,28 @@ export function filledTokens(tokenizer: ClipTokenizer, classes: readonly string[
     }
     return out;
   };
-  return (c, t) => {
-    const parts = templateParts[t];
-    const list = parts && classPlain[c] ? pieces(parts, classes[c]) : undefined;
-    if (!list) {
-      const full = tokenizer.tokenizeOne(fillTemplate(templates[t], classes[c]));
-      return full.slice(0, full.indexOf(tokenizer.eot) + 1);
-    }
-    const ids = [tokenizer.sot];
-    for (const p of list) for (const id of encode(p)) ids.push(id);
-    ids.push(tokenizer.eot);
-    if (ids.length > tokenizer.contextLength) {
-      ids.length = tokenizer.contextLength;
-      ids[ids.length - 1] = tokenizer.eot;
-    }
-    return ids;
+  return {
+    ids(c, t) {
+      const list = pieces(c, t);
+      if (!list) {
+        const full = tokenizer.tokenizeOne(fillTemplate(templates[t], classes[c]));
+        return full.slice(0, full.indexOf(tokenizer.eot) + 1);
+      }
+      const ids = [tokenizer.sot];
+      for (const p of list) for (const id of encode(p)) ids.push(id);
+      ids.push(tokenizer.eot);
+      if (ids.length > tokenizer.contextLength) {
+        ids.length = tokenizer.contextLength;
+        ids[ids.length - 1] = tokenizer.eot;
+      }
+      return ids;
+    },
+    length(c, t) {
+      const list = pieces(c, t);
+      if (!list) return encode(fillTemplate(templates[t], classes[c])).length;
+      let n = 0;
+      for (const p of list) n += encode(p).length;
+      return n;
+    },
   };
 }

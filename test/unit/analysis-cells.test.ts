@@ -170,7 +170,7 @@ test('evaluate is the OOD report: metrics equal computeMetrics on the engine\'s 
     // A template longer than the tiny model's 16 tokens: its class name is cut away, and the note says so.
     await k.run('prompts:\n  name: long\n  templates: ["there is nothing at all like a {} in this close-up photo.", "a {}."]\n  no:\n    learned: mean\n');
     const long = await k.run('evaluate:\n  ood: [ood]\n  prompts: long\n  scores: [ctw]\n');
-    assert.ok(long.notes.some((n) => /^1 of the 2 "yes" templates are cut at the model's 16-token context for some classes \(6 of 12 texts\); 1 of them lose the class name entirely/.test(n)), long.notes.join('\n'));
+    assert.ok(long.notes.some((n) => /^1 of the 2 "yes" templates are cut at the model's 16-token context for some classes \(6 of 12 texts\); 1 of them are cut before the class name tells the classes apart/.test(n)), long.notes.join('\n'));
   } finally {
     await k.dispose();
   }

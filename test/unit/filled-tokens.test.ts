@@ -1,5 +1,5 @@
 // filledTokens (filled-tokens.ts) against the tokenizer itself: for every template and class,
-// the ids equal tokenizeOne(fillTemplate(template, class)) up to EOT. Random templates and names
+// the ids equal tokenizeOne(fillTemplate(template, class)) up to EOT, and the length encode's. Random templates and names
 // mix the characters whose boundaries matter (letters of both cases, digits, spaces, punctuation,
 // apostrophes and contractions, '&' entities, special tokens, non-ASCII letters and marks), and
 // real prompts from the ablation bench; the default model's 16-token context cuts many of them.
@@ -24,8 +24,10 @@ function check(classes: readonly string[], templates: readonly string[]): number
   const ids = filledTokens(tok, classes, templates);
   let checked = 0;
   classes.forEach((c, ci) => templates.forEach((t, ti) => {
-    const full = tok.tokenizeOne(fillTemplate(t, c));
-    assert.deepEqual(ids(ci, ti), full.slice(0, full.indexOf(tok.eot) + 1), `${JSON.stringify(t)} with ${JSON.stringify(c)}`);
+    const text = fillTemplate(t, c);
+    const full = tok.tokenizeOne(text);
+    assert.deepEqual(ids.ids(ci, ti), full.slice(0, full.indexOf(tok.eot) + 1), `${JSON.stringify(t)} with ${JSON.stringify(c)}`);
+    assert.equal(ids.length(ci, ti), tok.encode(text).length, `length of ${JSON.stringify(text)}`);
     checked++;
   }));
   return checked;
