@@ -333,7 +333,7 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
   const degenerate = { atd: createScores(0, c).degenerate.atd };
   const notes = degenerate.atd ? [`ATD is degenerate: ${degenerate.atd}.${input.objective ? '' : ' The greedy objective defaults to CTW AUROC.'}`] : [];
   const cutNote = (templates: readonly string[], what: string) => templateCutsNote(templateCuts(model.tokenizer, classes, templates), templates, c, what);
-  notes.push(...[input.pool.kind === 'templates' && cutNote(input.pool.templates, 'pool templates'), cutNote(yesTemplates, 'yes templates')].filter((n): n is string => !!n));
+  notes.push(...[input.pool.kind === 'templates' && cutNote(input.pool.templates, 'pool templates'), cutNote(yesTemplates, '"yes" templates')].filter((n): n is string => !!n));
 
   const ctx: TextContext = { model, classes, yesTemplates, batchSize, signal: input.signal, onProgress: input.onProgress, spent: { seconds: 0, prompts: 0 } };
   const yesPrompts = classPrompts(classes, yesTemplates);
