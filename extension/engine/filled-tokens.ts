@@ -71,14 +71,9 @@ export function filledTokens(tokenizer: ClipTokenizer, classes: readonly string[
         const full = tokenizer.tokenizeOne(fillTemplate(templates[t], classes[c]));
         return full.slice(0, full.indexOf(tokenizer.eot) + 1);
       }
-      const ids = [tokenizer.sot];
+      const ids: number[] = [];
       for (const p of list) for (const id of encode(p)) ids.push(id);
-      ids.push(tokenizer.eot);
-      if (ids.length > tokenizer.contextLength) {
-        ids.length = tokenizer.contextLength;
-        ids[ids.length - 1] = tokenizer.eot;
-      }
-      return ids;
+      return tokenizer.frame(ids);
     },
     length(c, t) {
       const list = pieces(c, t);

@@ -305,15 +305,21 @@ export class ClipTokenizer {
     return decoded.replace(PY_STRIP, '');
   }
 
+  /** SOT, `ids`, EOT, cut at the context length with EOT kept last (no padding). */
+  frame(ids: readonly number[]): number[] {
+    const out = [this.sot, ...ids, this.eot];
+    if (out.length > this.contextLength) {
+      out.length = this.contextLength;
+      out[out.length - 1] = this.eot;
+    }
+    return out;
+  }
+
   /** Ids of one text as the model sees them: SOT, ids, EOT, zero padding; EOT kept last. */
   tokenizeOne(text: string): number[] {
     const known = this.rows.get(text);
     if (known) return known.slice();
-    let ids = [this.sot, ...this.encode(text), this.eot];
-    if (ids.length > this.contextLength) {
-      ids = ids.slice(0, this.contextLength);
-      ids[ids.length - 1] = this.eot;
-    }
+    const ids = this.frame(this.encode(text));
     while (ids.length < this.contextLength) ids.push(0);
     if (this.rows.size >= ROWS_LIMIT) this.rows.clear();
     this.rows.set(text, ids.slice());
