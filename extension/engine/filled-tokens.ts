@@ -71,9 +71,7 @@ export function filledTokens(tokenizer: ClipTokenizer, classes: readonly string[
         const full = tokenizer.tokenizeOne(fillTemplate(templates[t], classes[c]));
         return full.slice(0, full.indexOf(tokenizer.eot) + 1);
       }
-      const ids: number[] = [];
-      for (const p of list) for (const id of encode(p)) ids.push(id);
-      return tokenizer.frame(ids);
+      return tokenizer.frame(...list.map(encode));
     },
     length(c, t) {
       const list = pieces(c, t);

@@ -305,13 +305,13 @@ export class ClipTokenizer {
     return decoded.replace(PY_STRIP, '');
   }
 
-  /** SOT, `ids`, EOT, cut at the context length with EOT kept last (no padding). */
-  frame(ids: readonly number[]): number[] {
-    const out = [this.sot, ...ids, this.eot];
-    if (out.length > this.contextLength) {
-      out.length = this.contextLength;
-      out[out.length - 1] = this.eot;
-    }
+  /** SOT, the ids of `parts` in turn, EOT, cut at the context length with EOT kept last (no padding). */
+  frame(...parts: ReadonlyArray<readonly number[]>): number[] {
+    if (this.contextLength < 2) return [this.eot]; // context 1 keeps only EOT, as in Python
+    const out = [this.sot];
+    const room = this.contextLength - 1;
+    for (const ids of parts) for (let i = 0; i < ids.length && out.length < room; i++) out.push(ids[i]);
+    out.push(this.eot);
     return out;
   }
 
