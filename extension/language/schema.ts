@@ -205,7 +205,7 @@ export const KINDS: readonly KindSpec[] = [
   },
   {
     kind: 'ablation',
-    doc: 'Per-prompt ablation of the "no" prompt pool: each prompt alone, the pool without each prompt, and a greedy forward selection, with the CTW and ATD metric changes against the full pool. Image embeddings come from the cache; only text features are computed, and a re-run after editing the pool scores only the variants the edit changed (the kernel remembers the others).',
+    doc: 'Per-prompt ablation of the "no" prompt pool: each prompt alone, the pool without each prompt, and a greedy forward selection, with the CTW and ATD metric changes against the full pool. Image embeddings come from the cache; only text features are computed, and a re-run after editing the pool scores only the variants the edit changed (the kernel remembers the others). Its notes name the templates that the context length of the model cuts for some classes, and those cut before the class name, which give one feature for every class (the bundled model has a 16-token context).',
     example: 'ablation:\n  id: id\n  ood: [ood]\n  pool: learned\n',
     fields: [
       name('ablation', 'ablation'),
