@@ -53,9 +53,8 @@ export function splitPoint(ids: readonly number[], beginning: readonly number[])
 /**
  * The rows of encodeClassPromptsNo's missing texts: row i is text i % filled.length (classPrompts'
  * order, template i % beginnings.length) under mix floor(i / filled.length). Each text is
- * tokenised once whatever its mixes (by `textIds`, SOT..EOT as tokenizeOne gives them, where the
- * caller has a faster way: filled-tokens.ts); texts of one template and mix that split alike
- * share a past.
+ * tokenised once whatever its mixes (`textIds`: text i's ids from SOT to EOT, filled-tokens.ts);
+ * texts of one template and mix that split alike share a past.
  */
 export function classTemplateRows(
   tokenizer: ClipTokenizer,
@@ -63,10 +62,7 @@ export function classTemplateRows(
   beginnings: readonly string[],
   weights: readonly Float32Array[],
   missing: readonly number[],
-  textIds = (text: number) => {
-    const full = tokenizer.tokenizeOne(filled[text]);
-    return full.slice(0, full.indexOf(tokenizer.eot) + 1);
-  },
+  textIds: (text: number) => number[],
 ): SharedPrefixRow[] {
   const perMix = filled.length;
   const beginningIds = beginnings.map((b) => [tokenizer.sot, ...tokenizer.encode(b)]);

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ClipnModel, promptWeights } from '../../extension/engine/encoder';
+import { filledTokens } from '../../extension/engine/filled-tokens';
 import type { PromptMix } from '../../extension/engine/encoder';
 import { classPrompts } from '../../extension/engine/prompts';
 import { classTemplateRows, distinctRows, splitPoint, spreadRows } from '../../extension/engine/shared-prefix';
@@ -69,7 +70,9 @@ describe('the default model shares template beginnings', () => {
     const long = TEMPLATES[3];
     const filled = classPrompts(CLASSES, [long]);
     const weights = [m.weightMatrix(promptWeights.mean(), 1), m.weightMatrix(promptWeights.none(), 1)];
-    const rows = classTemplateRows(m.tokenizer, filled, [long.slice(0, long.indexOf('{}'))], weights, [...filled.keys(), ...filled.keys()].map((i, k) => i + (k >= filled.length ? filled.length : 0)));
+    const tokens = filledTokens(m.tokenizer, CLASSES, [long]);
+    const all = Array.from({ length: 2 * filled.length }, (_, i) => i);
+    const rows = classTemplateRows(m.tokenizer, filled, [long.slice(0, long.indexOf('{}'))], weights, all, (text) => tokens.ids(text, 0));
     assert.deepEqual(distinctRows(rows).of, [[0, 1, 2, 3], [4, 5, 6, 7]]);
   });
 
