@@ -150,7 +150,7 @@ const runnable = (c: NbCell) => c.kind === 'code' && c.language === LANGUAGE_ID;
 export async function executeNotebook(nb: NbNotebook, baseDir: string, settings: KernelSettings, signal: AbortSignal, hooks: RunHooks = {}): Promise<NotebookRun> {
   const started = performance.now();
   const state = new KernelState();
-  const order = nb.cells.map((c, i) => i).filter((i) => runnable(nb.cells[i]));
+  const order = nb.cells.map((_, i) => i).filter((i) => runnable(nb.cells[i]));
   const run: NotebookRun = { results: [], skipped: nb.cells.flatMap((c, i) => (c.kind === 'code' && !runnable(c) ? [i + 1] : [])), seconds: 0 };
   try {
     for (const [k, index] of order.entries()) {
