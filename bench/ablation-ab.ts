@@ -2,7 +2,7 @@
 // this shared machine single runs move by 10-20% from one minute to the next (bench/README
 // "Ablation"), more than most changes gain, so only pairs run back to back tell two versions apart.
 //
-//   node out/bench/ablation-ab.js --base /path/to/other/checkout [--pairs 5] [--args "--templates 64"]
+//   node out/bench/ablation-ab.js --base /path/to/other/checkout [--pairs 5] [--args="--templates 64"]
 //
 // The other checkout must be built (its out/bench/ablation.js). Each pair runs both, in turns
 // (base first in odd pairs, this first in even ones), each `ablation.js --naive 0 --rounds 1` in a
@@ -33,9 +33,9 @@ const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.lengt
 function meanAndError(xs: readonly number[]): string {
   const m = mean(xs);
   const sign = m >= 0 ? '+' : '';
-  if (xs.length < 2) return `${sign}${m.toFixed(3)} (one pair: no standard error)`;
+  if (xs.length < 2) return `${sign}${m.toFixed(3)} s (one pair: no standard error)`;
   const se = Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1) / xs.length);
-  return `${sign}${m.toFixed(3)} ± ${se.toFixed(3)}`;
+  return `${sign}${m.toFixed(3)} s ± ${se.toFixed(3)} s (mean ± standard error)`;
 }
 
 function main(): void {
@@ -44,7 +44,7 @@ function main(): void {
   if (!base) throw new Error('--base: the other checkout (built) to compare this one with');
   const roots = { base: path.resolve(base), this: path.resolve(__dirname, '..', '..') };
   for (const [name, root] of Object.entries(roots)) {
-    if (!fs.existsSync(path.join(root, 'out', 'bench', 'ablation.js'))) throw new Error(`--base ${name === 'base' ? base : ''}: ${root}/out/bench/ablation.js not found (build that checkout with tsc first)`);
+    if (!fs.existsSync(path.join(root, 'out', 'bench', 'ablation.js'))) throw new Error(`${name} checkout ${root}: out/bench/ablation.js not found (build it with tsc first)`);
   }
   const pairs = Number(a.get('pairs') ?? 5);
   if (!Number.isInteger(pairs) || pairs < 1) throw new Error(`--pairs ${a.get('pairs')}: need a whole number >= 1`);
@@ -61,7 +61,7 @@ function main(): void {
   }
   for (const key of ['wall', 'cpu'] as const) {
     const [b, t] = [runs.map((r) => r.base[key]), runs.map((r) => r.this[key])];
-    console.log(`${key === 'wall' ? 'wall' : 'CPU '}: base mean ${mean(b).toFixed(2)} s, this mean ${mean(t).toFixed(2)} s; this - base per pair ${meanAndError(runs.map((r) => r.this[key] - r.base[key]))} s (mean ± standard error); ratio this / base ${(mean(t) / mean(b)).toFixed(3)}`);
+    console.log(`${key === 'wall' ? 'wall' : 'CPU '}: base mean ${mean(b).toFixed(2)} s, this mean ${mean(t).toFixed(2)} s; this - base per pair ${meanAndError(runs.map((r) => r.this[key] - r.base[key]))}; ratio this / base ${(mean(t) / mean(b)).toFixed(3)}`);
   }
 }
 
