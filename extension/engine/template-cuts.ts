@@ -47,3 +47,8 @@ export function templateCutsNote(cuts: TemplateCuts, templates: readonly string[
   return `${cuts.cut.length} of the ${templates.length} ${what} are cut at the model's ${cuts.contextLength}-token context for some classes ` +
     `(${cuts.texts} of ${classes * templates.length} texts)${lost}. Shorter templates or a model with a longer context avoid it.`;
 }
+
+/** templateCutsNote of these classes and templates under the tokenizer's context (what the cells and the ablation report). */
+export function noteOnCutTemplates(tokenizer: ClipTokenizer, classes: readonly string[], templates: readonly string[], what: string): string | undefined {
+  return templateCutsNote(templateCuts(tokenizer, classes, templates), templates, classes.length, what);
+}

@@ -47,7 +47,7 @@ import type { ClipnModel, PromptMix } from '../encoder';
 import { idAccuracy } from '../metrics';
 import { checkTemplates, classPrompts, defaultTemplates, ensembleByClass } from '../prompts';
 import { createScores } from '../scores';
-import { templateCuts, templateCutsNote } from '../template-cuts';
+import { noteOnCutTemplates } from '../template-cuts';
 import { Evaluator, greedySelection } from './ablation-evaluator';
 import type { AblationMemo } from './ablation-evaluator';
 import { encoded, learnedPool, templatePool, VARIANTS_PER_BATCH } from './ablation-pools';
@@ -234,7 +234,7 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
   const [c, d] = [classes.length, model.embedDim];
   const degenerate = { atd: createScores(0, c).degenerate.atd };
   const notes = degenerate.atd ? [`ATD is degenerate: ${degenerate.atd}.${input.objective ? '' : ' The greedy objective defaults to CTW AUROC.'}`] : [];
-  const cutNote = (templates: readonly string[], what: string) => templateCutsNote(templateCuts(model.tokenizer, classes, templates), templates, c, what);
+  const cutNote = (templates: readonly string[], what: string) => noteOnCutTemplates(model.tokenizer, classes, templates, what);
   notes.push(...[input.pool.kind === 'templates' && cutNote(input.pool.templates, 'pool templates'), cutNote(yesTemplates, '"yes" templates')].filter((n): n is string => !!n));
 
   const ctx: TextContext = { model, classes, yesTemplates, batchSize, signal: input.signal, onProgress: input.onProgress, spent: { seconds: 0, prompts: 0 } };

@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import { embedImageSet, type EmbedResult } from '../../engine/embed';
 import { classFeatures, defaultTemplates, type ClassFeatures } from '../../engine/prompts';
-import { templateCuts, templateCutsNote } from '../../engine/template-cuts';
+import { noteOnCutTemplates } from '../../engine/template-cuts';
 import type { ViewPayload } from '../../protocol';
 import { CellError, type ClassesValue, type DatasetValue, type ModelValue, type PromptsValue, type RunContext } from '../state';
 
@@ -116,7 +116,7 @@ export async function useTextFeatures(ctx: RunContext, m: ModelValue, classes: r
 export function textCutNotes(m: ModelValue, classes: readonly string[], prompts: PromptsValue | undefined): string[] {
   const lists: Array<[readonly string[], string]> = [[prompts?.templates ?? defaultTemplates(m.model.manifest), '"yes" templates']];
   if (prompts?.no.kind === 'handcrafted') lists.push([prompts.no.templates, '"no" templates']);
-  return lists.flatMap(([templates, what]) => templateCutsNote(templateCuts(m.model.tokenizer, classes, templates), templates, classes.length, what) ?? []);
+  return lists.flatMap(([templates, what]) => noteOnCutTemplates(m.model.tokenizer, classes, templates, what) ?? []);
 }
 
 /** The rows of several embedded sets stacked into one matrix. */
