@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT=(python3-torch python3-torchvision python3-onnx python3-numpy python3-regex python3-pil python3-sklearn)
+# g++ compiles the optional native ATD kernel (scripts/build-native.mjs) during the build.
+APT=(python3-torch python3-torchvision python3-onnx python3-numpy python3-regex python3-pil python3-sklearn g++)
 if [[ "${1:-}" == "--test" ]]; then
   APT+=(python3-pytest)
 fi

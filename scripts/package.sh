@@ -8,6 +8,7 @@
 #
 # The .vsix carries native code for its target only: the ignore file handed to vsce is
 # .vscodeignore plus lines, computed here from what is installed, that drop
+#   - the native ATD kernel (native/build) unless the target is this machine's platform,
 #   - onnxruntime-node's binaries for every other os/arch (bin/napi-v*/OS/ARCH),
 #   - every @img/sharp-* package (sharp's per-platform binary and libvips) of another platform,
 #   - onnxruntime-node's install-time helpers (adm-zip, global-agent and what only they need:
@@ -81,6 +82,8 @@ for (const napi of fs.readdirSync(ortBin)) {
     if (fs.readFileSync(path.join(d, f)).equals(fs.readFileSync(main))) lines.push(`${nm}/onnxruntime-node/bin/${napi}/${os}/${arch}/${f}`);
   }
 }
+// The native ATD kernel (native/build, scripts/build-native.mjs) is built for this machine only.
+if (target !== `${process.platform}-${process.arch}`) lines.push('native/build/**');
 if (!ortFound) {
   console.error(`package.sh: error: onnxruntime-node has no binaries for ${target} under ${ortBin}`);
   process.exit(1);

@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { ablateNoPool, AblationError } from '../../extension/engine/analysis/ablation';
 import type { AblationInput, AblationMemo, AblationObjective, AblationResult, VariantMetrics } from '../../extension/engine/analysis/ablation';
 import { AtdGraph } from '../../extension/engine/analysis/atd-graph';
+import { atdKernel } from '../../extension/engine/analysis/atd-native';
 import { margins, rowSide, writeScores } from '../../extension/engine/analysis/variant-math';
 import { VariantMemo } from '../../extension/engine/analysis/variant-memo';
 import { CHUNK_ELEMENTS, keepScorer, releaseAblationScorers, takeKeptScorer, VariantScorer } from '../../extension/engine/analysis/variant-scorer';
@@ -119,17 +120,19 @@ describe('no-pool ablation on the default model', { skip: !defaultModelPresent()
     for (let c = 1; c < CLASSES.length; c++) assert.deepEqual(raw.subarray(c * d, (c + 1) * d), raw.subarray(0, d));
   });
 
-  test('other graph tiles and other worker splits of the images give the same metrics', async () => {
+  test('the graph in other tiles, the native kernel, and other worker splits of the images give the same metrics', async () => {
     const pool = POOL.slice(0, 3);
-    const whole = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: pool }, greedySteps: 0 });
+    const whole = await ablateNoPool({ ...base, pool: { kind: 'templates', templates: pool }, greedySteps: 0, nativeAtd: false });
     const h = await handcraftedAblation(model, CLASSES, { templates: pool });
     const variations: Array<[string, Partial<AblationInput>]> = [
       // 4 classes x 16 variants x 3 rows: tiles of 3 rows (the last shorter) in each of the two workers.
-      ['tiles of 3 rows', { chunkElements: 4 * 16 * 3 }],
+      ['tiles of 3 rows', { chunkElements: 4 * 16 * 3, nativeAtd: false }],
       // Tiles of 1 row, 2 variants per graph run.
-      ['2 variants per run', { chunkElements: 4 * 2 }],
-      ['1 worker', { scoringWorkers: 1 }],
-      ['3 workers', { scoringWorkers: 3 }],
+      ['2 variants per run', { chunkElements: 4 * 2, nativeAtd: false }],
+      ['1 worker', { scoringWorkers: 1, nativeAtd: false }],
+      ['3 workers', { scoringWorkers: 3, nativeAtd: false }],
+      // Where it is built (atd-native.test.ts checks that it is wherever it can be).
+      ...(atdKernel() ? ([['the native ATD kernel', {}], ['the native ATD kernel, 3 workers', { scoringWorkers: 3 }]] as Array<[string, Partial<AblationInput>]>) : []),
     ];
     for (const [what, patch] of variations) {
       const r = await ablateNoPool({ ...base, ...patch, pool: { kind: 'templates', templates: pool }, greedySteps: 0 });

@@ -1,5 +1,6 @@
 // The packaged extension (build/clipn-lab-linux-x64.vsix, scripts/package.sh):
-//   - it carries linux/x64 native code only, the esbuild bundles, and every file of the bundled
+//   - it carries linux/x64 native code only (onnxruntime, sharp, and the ATD kernel where the build
+//     compiled it), the esbuild bundles, and every file of the bundled
 //     model that loading checks (clipn.json's `files`, the .pt checkpoint and parity/ included:
 //     loading fails when a listed file is missing), and nothing of tsc's output, the tests or
 //     the sources; it stays under SIZE_BOUND_MIB;
@@ -98,6 +99,7 @@ function packaged(): NonNullable<typeof vsix> {
     assert.ok(fs.existsSync(path.join(REPO_ROOT, 'dist', 'webview', f)), `dist/webview/${f} is missing: run \`npm run build\``);
   }
   const inputs = ['dist', 'models/default', 'samples', 'extension/language', 'package.json', '.vscodeignore', 'scripts/package.sh', 'README.md', 'node_modules/onnxruntime-node/package.json', 'node_modules/sharp/package.json'];
+  if (fs.existsSync(path.join(REPO_ROOT, 'native', 'build'))) inputs.push('native/build');
   const newest = Math.max(...inputs.map((p) => newestMtime(path.join(REPO_ROOT, p))));
   let zip: Buffer;
   if (fs.existsSync(VSIX) && fs.statSync(VSIX).mtimeMs > newest) {
@@ -143,6 +145,7 @@ test('the linux-x64 vsix holds linux/x64 native code only, the bundles and the m
     /^(out|test|bench|scripts|webview|docs|build)\//,
     /^extension\/(?!language\/[^/]+\.json$)/, // the sources; only the language files are read at run time
     /^models\/(?!default\/)/,
+    /^native\/(?!build\/[^/]+\.node$)/, // the kernel's source; its build output is shipped
     /\.(ts|map|py|vsix)$/,
     /^node_modules\/(yaml|umap-js|ml-matrix|adm-zip|global-agent)\//, // inlined in the bundles / install-time only
   ];
@@ -158,6 +161,8 @@ test('the linux-x64 vsix holds linux/x64 native code only, the bundles and the m
     'samples/getting-started.clipnb',
     'models/default/clipn.json',
     ...Object.keys(MANIFEST.files).map((f) => `models/default/${f}`),
+    // Where the build compiled it (atd-native.test.ts checks that it does wherever it can).
+    ...(fs.existsSync(path.join(REPO_ROOT, 'native', 'build', 'atd-tile.node')) ? ['native/build/atd-tile.node'] : []),
   ];
   assert.deepEqual(required.filter((f) => !files.includes(f)), []);
   const manifest = JSON.parse(zipData(zip, entries.find((e) => e.name === 'extension/package.json')!).toString('utf8')) as { main: string; activationEvents: string[] };

@@ -1,6 +1,6 @@
 // A scoring worker of the ablation (variant-scorer.ts): one contiguous share of the image rows,
-// with their yes side, an ATD graph session of its own (one intra-op thread: the workers are the
-// parallelism) and sorting buffers. Messages are handled one at a time, in arrival order except
+// with their yes side, its ATD sums (the native kernel, atd-native.ts, or an onnxruntime session
+// of its own with one intra-op thread: the workers are the parallelism) and sorting buffers. Messages are handled one at a time, in arrival order except
 // that metrics jobs go before waiting rows jobs (a batch's values land as soon as they can):
 //   {type: 'init', ...WorkerInit}          -> {type: 'ready', predicted}
 //   {type: 'rows', id, buffers}            -> this share's CTW / ATD scores written into the shared
@@ -12,6 +12,7 @@ import { parentPort } from 'node:worker_threads';
 import { OrtBackend } from '../backend';
 import type { DetectionMetrics } from '../metrics';
 import { AtdGraph } from './atd-graph';
+import { AtdNative } from './atd-native';
 import { margins, MetricsOfScores, rowSide, writeScores } from './variant-math';
 import type { RowSide } from './variant-math';
 
@@ -27,6 +28,8 @@ export interface WorkerInit {
   yes: Float32Array;
   c: number;
   executionProviders: string[];
+  /** The ATD sums by the native kernel (atd-native.ts) instead of an onnxruntime session. */
+  nativeAtd: boolean;
   chunkElements: number;
   tileRows: number;
   /** Variants per rows job in a full batch (the shapes the warm-up runs). */
@@ -53,7 +56,10 @@ export type FromWorker =
   | { type: 'closed' }
   | { type: 'error'; id?: number; error: string };
 
-let state: { init: WorkerInit; side: RowSide; backend: OrtBackend; graph: AtdGraph } | undefined;
+/** ATD sums [2k, rows] of k variants: the native kernel's or the onnxruntime graph's. */
+interface AtdSums { sums(variants: readonly Float32Array[], yes: Float32Array): Float32Array | Promise<Float32Array> }
+
+let state: { init: WorkerInit; side: RowSide; backend?: OrtBackend; atd: AtdSums } | undefined;
 const metrics = new MetricsOfScores();
 const reply = (msg: FromWorker) => parentPort!.postMessage(msg);
 const view = (b: SharedArrayBuffer | undefined) => (b ? new Float64Array(b) : undefined);
@@ -61,19 +67,26 @@ const view = (b: SharedArrayBuffer | undefined) => (b ? new Float64Array(b) : un
 async function handle(msg: ToWorker): Promise<void> {
   if (msg.type === 'init') {
     const side = rowSide(msg.x, msg.rows, msg.d, msg.yes, msg.c, msg.start, msg.tileRows);
-    const backend = new OrtBackend({ executionProviders: msg.executionProviders, intraOpNumThreads: 1 });
-    state = { init: msg, side, backend, graph: await AtdGraph.open(backend, side, msg.chunkElements) };
-    await warmUp(state.graph, side, msg);
+    const native = msg.nativeAtd ? AtdNative.open(side) : undefined;
+    if (msg.nativeAtd && !native) throw new Error('the native ATD kernel (native/build/atd-tile.node) did not load in this worker');
+    if (native) state = { init: msg, side, atd: native };
+    else {
+      const backend = new OrtBackend({ executionProviders: msg.executionProviders, intraOpNumThreads: 1 });
+      const graph = await AtdGraph.open(backend, side, msg.chunkElements);
+      await graph.warmUp(Array.from({ length: msg.batchVariants }, () => msg.yes), msg.yes);
+      state = { init: msg, side, backend, atd: graph };
+    }
+    warmUp(native, side, msg);
     reply({ type: 'ready', predicted: side.predicted });
     return;
   }
   if (msg.type === 'close') {
-    await state?.backend.dispose();
+    await state?.backend?.dispose();
     reply({ type: 'closed' });
     return;
   }
   if (!state) throw new Error('ablation worker: a job came before init');
-  const { init, side, graph } = state;
+  const { init, side, atd: atdSums } = state;
   const fence = new Int32Array(msg.buffers.fence);
   // Shared memory is ordered by its atomics: each side's Atomics.store / add after writing, and
   // the reader's Atomics.load before reading, put the writes before the reads.
@@ -83,7 +96,7 @@ async function handle(msg: ToWorker): Promise<void> {
     const cd = init.c * init.d;
     const variants = variantViews(new Float32Array(msg.buffers.variants), cd);
     const dStar = margins(side, variants);
-    const sums = atd ? await graph.sums(variants, init.yes) : undefined;
+    const sums = atd ? await atdSums.sums(variants, init.yes) : undefined;
     writeScores(side, dStar, init.n, sums, ctw, atd);
     Atomics.add(fence, 0, 1);
     reply({ type: 'rows', id: msg.id });
@@ -104,23 +117,23 @@ function variantViews(all: Float32Array, cd: number): Float32Array[] {
 }
 
 /**
- * Work thrown away during setup, so that it does not fall in the first batches: the ATD
- * session's first run at each tile shape (~40 ms), and every path a job takes through margins and
- * writeScores (a group of four variants and a last, shorter group; CTW with ATD, and either
- * alone), for their type feedback. Without it V8 threw their optimised code away in the first
- * batches ("wrong map", "insufficient type feedback") and compiled them again (bench/README
- * "Ablation"). Five variants: one full group and a one-variant tail.
+ * Work thrown away during setup, so that it does not fall in the first batches (the ATD session's
+ * first run at each tile shape, ~40 ms, is in init): every path a job takes through margins,
+ * the native sums where they run, and writeScores (a group of four variants and a last, shorter
+ * group; CTW with ATD, and either alone), for their type feedback. Without it V8 threw their
+ * optimised code away in the first batches ("wrong map", "insufficient type feedback") and
+ * compiled them again (bench/README "Ablation"). Five variants: one full group and a one-variant tail.
  */
-async function warmUp(graph: AtdGraph, side: RowSide, init: WorkerInit): Promise<void> {
+function warmUp(native: AtdNative | undefined, side: RowSide, init: WorkerInit): void {
   const { d, c, n, yes } = init;
-  await graph.warmUp(Array.from({ length: init.batchVariants }, () => yes), yes);
   const k = 5;
   const all = new Float32Array(new SharedArrayBuffer(4 * k * c * d));
   // -yes: margins of 2 L_j*, non-integral as a variant's are (0 left integer feedback that later deopted).
   for (let j = 0; j < c * d; j++) all[j] = -yes[j];
   for (let v = 1; v < k; v++) all.copyWithin(v * c * d, 0, c * d);
-  const dStar = margins(side, variantViews(all, c * d));
-  const sums = new Float32Array(2 * k * side.rows);
+  const views = variantViews(all, c * d);
+  const dStar = margins(side, views);
+  const sums = native ? native.sums(views, yes) : new Float32Array(2 * k * side.rows);
   const scores = () => new Float64Array(new SharedArrayBuffer(8 * k * n));
   writeScores(side, dStar, n, sums, scores(), scores());
   writeScores(side, dStar, n, undefined, scores(), undefined);

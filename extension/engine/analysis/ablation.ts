@@ -15,8 +15,9 @@
 // Scores are scores.ts's at scale 100. CTW = sigmoid(L_j* - Lno_j*) is formed exactly as scores.ts
 // forms it (float64 dot products rounded to float32 logits): bit-identical to scoreFeatures on the
 // same features. ATD = sum_j p_j sigmoid(L_j - Lno_j): the j* term the same exact way, the other
-// classes' terms from an onnxruntime graph (one float32 GEMM of K variants' class features against
-// a tile of images, then the sums), whose ~1e-5 logit error (scoring-graph.ts) leaves ATD within
+// classes' terms from one float32 GEMM of K variants' class features against the images and then
+// the sums: fused in the native kernel where it is built (atd-native.ts), else an onnxruntime
+// graph over tiles of images (atd-graph.ts). Their ~1e-5 logit error (scoring-graph.ts) leaves ATD within
 // ~1e-5 relative of scores.ts (far less where the j* term dominates): metrics agree (tests: to
 // 1e-9) unless an ID and an OOD score are that close. Above 0.5, ATD is taken as 1 - p_ood with
 // p_ood summed alike, which keeps its digits near 1. The metrics are computeMetrics' to the bit
@@ -49,6 +50,7 @@ import { checkTemplates, classPrompts, defaultTemplates, ensembleByClass } from 
 import { createScores } from '../scores';
 import { noteOnCutTemplates } from '../template-cuts';
 import { Evaluator, greedySelection } from './ablation-evaluator';
+import { atdKernel } from './atd-native';
 import type { AblationMemo } from './ablation-evaluator';
 import { encoded, learnedPool, templatePool, VARIANTS_PER_BATCH } from './ablation-pools';
 import type { TextContext } from './ablation-pools';
@@ -113,6 +115,11 @@ export interface AblationInput {
   textBatchSize?: number;
   /** onnxruntime providers for the ATD graph, tried in order in each scoring worker (default ['cpu']). */
   executionProviders?: readonly string[];
+  /**
+   * With 'cpu' first among the providers, the ATD sums by the native kernel where it is built and
+   * the CPU has AVX2/FMA (atd-native.ts; default true). false: always the onnxruntime graph.
+   */
+  nativeAtd?: boolean;
   /** Scoring worker threads, each with a share of the images (default: the cores, at most 8). */
   scoringWorkers?: number;
   /** Elements per ATD graph intermediate, variants x C x image rows (default 2^19): bounds memory per worker. */
@@ -216,7 +223,8 @@ function validate(input: AblationInput) {
   if (!Number.isInteger(workers) || workers < 1) throw new AblationError(`scoringWorkers must be a positive integer (got ${workers})`);
   const providers = input.executionProviders ?? ['cpu'];
   if (!Array.isArray(providers) || providers.length === 0) throw new AblationError('executionProviders is empty: give e.g. ["cpu"]');
-  return { yesTemplates, positions, objective, maxSteps, batchSize, chunkElements, workers, providers };
+  const nativeAtd = input.nativeAtd !== false && providers[0] === 'cpu' && atdKernel() !== undefined;
+  return { yesTemplates, positions, objective, maxSteps, batchSize, chunkElements, workers, providers, nativeAtd };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -229,7 +237,7 @@ function difference(a: VariantMetrics, b: VariantMetrics): VariantMetrics {
 /** Ablation of a "no" prompt pool; see the module comment. */
 export async function ablateNoPool(input: AblationInput): Promise<AblationResult> {
   const t0 = performance.now();
-  const { yesTemplates, positions, objective, maxSteps, batchSize, chunkElements, workers, providers } = validate(input);
+  const { yesTemplates, positions, objective, maxSteps, batchSize, chunkElements, workers, providers, nativeAtd } = validate(input);
   const { model, classes, idN, oodN } = input;
   const [c, d] = [classes.length, model.embedDim];
   const degenerate = { atd: createScores(0, c).degenerate.atd };
@@ -244,13 +252,13 @@ export async function ablateNoPool(input: AblationInput): Promise<AblationResult
   const images = new Float32Array((idN + oodN) * d);
   images.set(input.idFeatures);
   images.set(input.oodFeatures, idN * d);
-  // The ATD graph's providers are part of the context: another provider gives other float32 sums.
-  const context = digest(images, yes, `idN ${idN} scale ${SCALE}`, `providers ${providers.join()}`);
+  // How the ATD sums are computed is part of the context: another provider, or the native kernel, gives other float32 sums.
+  const context = digest(images, yes, `idN ${idN} scale ${SCALE}`, `providers ${providers.join()}${nativeAtd ? ' native atd' : ''}`);
   const scorerKey = `${context}|chunk ${chunkElements} batch ${VARIANTS_PER_BATCH} workers ${workers}`;
   // Started before the pool's text encoding, which runs in the model's text workers (or the
   // calling thread's session) meanwhile: the scorer's setup is mostly its workers' start.
   const starting = takeKeptScorer(scorerKey) ?? VariantScorer.create({
-    x: images, n: idN + oodN, d, idN, yes, c, executionProviders: providers, chunkElements, batchVariants: VARIANTS_PER_BATCH, workers,
+    x: images, n: idN + oodN, d, idN, yes, c, executionProviders: providers, nativeAtd, chunkElements, batchVariants: VARIANTS_PER_BATCH, workers,
   });
   Promise.resolve(starting).catch(() => undefined); // awaited below, or closed in finally
   let scorer: VariantScorer | undefined;

@@ -9,8 +9,8 @@ import { DataType, GraphBuilder } from '../onnx-graph';
 import { SCALE } from './variant-math';
 import type { RowSide } from './variant-math';
 
-/** Bound on exp()'s argument in the graph: keeps [p sigmoid(d)] e^-d finite (error <= p e^-85). */
-const CLIP = 85;
+/** Bound on exp()'s argument in the graph (and atd-native.ts's kernel): keeps [p sigmoid(d)] e^-d finite (error <= p e^-85). */
+export const EXP_CLIP = 85;
 
 /**
  * [2m, R]: for m variants' (Gno - G) [m C, D] against a tile of R images and its off-j* softmax
@@ -23,7 +23,7 @@ function buildRestGraph(dim: number, classes: number): Uint8Array {
   const negD = g.op1('Gemm', ['no_minus_yes', 'x'], { alpha: { float: SCALE }, transB: 1 });
   // Not onnxruntime's Sigmoid: its absolute error (~1e-7) ruins small probabilities (scoring-graph.ts).
   // Clip on the GEMM's 2-D output, before the Reshape: measured about twice as fast as on the 3-D view.
-  const e = g.op1('Exp', [g.op1('Reshape', [g.op1('Clip', [negD, '', g.floats([CLIP], [], 'hi')]), shape])]);
+  const e = g.op1('Exp', [g.op1('Reshape', [g.op1('Clip', [negD, '', g.floats([EXP_CLIP], [], 'hi')]), shape])]);
   const yes = g.op1('Div', ['p_rest', g.op1('Add', [e, g.floats([1], [], 'one')])]);
   const axes = g.int64s([1]);
   g.op1('Concat', [yes, g.op1('Mul', [yes, e])].map((v) => g.op1('ReduceSum', [v, axes], { keepdims: 0 })), { axis: 0 }, 'sums');
@@ -89,6 +89,6 @@ export class AtdGraph {
 }
 
 /** out[at + j] = g[j] - yes[j], rounded to float32 (a function of its own, so V8 optimises the loop whole). */
-function subtract(g: Float32Array, yes: Float32Array, out: Float32Array, at: number, count: number): void {
+export function subtract(g: Float32Array, yes: Float32Array, out: Float32Array, at: number, count: number): void {
   for (let j = 0; j < count; j++) out[at + j] = g[j] - yes[j];
 }

@@ -37,6 +37,8 @@ export interface ScorerOptions {
   yes: Float32Array;
   c: number;
   executionProviders: readonly string[];
+  /** ATD sums by the native kernel (atd-native.ts), which the caller found loaded, instead of the graph (default false). */
+  nativeAtd?: boolean;
   chunkElements: number;
   /** Variants per score() call that the graph tiles are sized for (more are run in turn). */
   batchVariants: number;
@@ -109,7 +111,7 @@ export class VariantScorer {
       const rows = this.starts[w + 1] - start;
       const init: WorkerInit = {
         x: o.x.slice(start * d, (start + rows) * d), rows, start, n, idN: o.idN, d, yes: o.yes, c,
-        executionProviders: [...o.executionProviders], chunkElements: o.chunkElements, tileRows, batchVariants: o.batchVariants,
+        executionProviders: [...o.executionProviders], nativeAtd: o.nativeAtd ?? false, chunkElements: o.chunkElements, tileRows, batchVariants: o.batchVariants,
       };
       this.post(worker, { type: 'init', ...init });
       return worker;

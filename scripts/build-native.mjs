@@ -1,0 +1,36 @@
+// Builds the optional native kernel native/build/atd-tile.node (native/atd-tile.cc: the
+// ablation's ATD sums fused, extension/engine/analysis/atd-native.ts) with the system's g++
+// against Node's own Node-API headers. It is optional: without a compiler or headers, or on a CPU
+// other than x86-64, nothing is built and the ablation uses its onnxruntime graph, with a note
+// here. `--require` makes a missing compiler or a failed build an error (the test set-up).
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const source = join(root, 'native', 'atd-tile.cc');
+const target = join(root, 'native', 'build', 'atd-tile.node');
+const required = process.argv.includes('--require');
+
+function skip(why) {
+  const line = `native: ${why}; the ablation's ATD sums use the onnxruntime graph`;
+  if (required) {
+    console.error(line);
+    process.exit(1);
+  }
+  console.log(line);
+  process.exit(0);
+}
+
+if (process.arch !== 'x64') skip(`no kernel for ${process.arch}`);
+const headers = join(dirname(process.execPath), '..', 'include', 'node');
+if (!existsSync(join(headers, 'node_api.h'))) skip(`no Node-API headers at ${headers}`);
+if (spawnSync('g++', ['--version'], { stdio: 'ignore' }).status !== 0) skip('no g++ (Debian: apt-get install g++)');
+if (existsSync(target) && statSync(target).mtimeMs >= Math.max(statSync(source).mtimeMs, statSync(fileURLToPath(import.meta.url)).mtimeMs)) process.exit(0);
+
+mkdirSync(dirname(target), { recursive: true });
+// -O2 without -ffast-math: the kernel's arithmetic is what its intrinsics say.
+const args = ['-O2', '-std=c++17', '-fPIC', '-shared', '-fvisibility=hidden', '-I', headers, source, '-o', target];
+const run = spawnSync('g++', args, { stdio: 'inherit' });
+if (run.status !== 0) skip(`g++ failed (exit ${run.status})`);
