@@ -1,20 +1,21 @@
-// Builds the optional native kernel native/build/atd-tile.node (native/atd-tile.cc: the
-// ablation's ATD sums fused, extension/engine/analysis/atd-native.ts) with the system's g++
-// against Node's own Node-API headers. It is optional: without a compiler or headers, or on a CPU
-// other than x86-64, nothing is built and the ablation uses its onnxruntime graph, with a note
-// here. `--require` makes a missing compiler or a failed build an error (the test set-up).
+// Builds the optional native module native/build/ablation-kernels.node (native/ablation-kernels.cc:
+// the ablation scoring workers' fused ATD sums and exact margin dots,
+// extension/engine/analysis/native-kernels.ts) with the system's g++ against Node's own Node-API
+// headers. It is optional: without a compiler or headers, or on a CPU other than x86-64, nothing
+// is built and the ablation uses its onnxruntime graph and WebAssembly kernel, with a note here.
+// `--require` makes a missing compiler or a failed build an error.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const source = join(root, 'native', 'atd-tile.cc');
-const target = join(root, 'native', 'build', 'atd-tile.node');
+const source = join(root, 'native', 'ablation-kernels.cc');
+const target = join(root, 'native', 'build', 'ablation-kernels.node');
 const required = process.argv.includes('--require');
 
 function skip(why) {
-  const line = `native: ${why}; the ablation's ATD sums use the onnxruntime graph`;
+  const line = `native: ${why}; the ablation uses its onnxruntime graph and WebAssembly kernel instead`;
   if (required) {
     console.error(line);
     process.exit(1);
@@ -30,7 +31,8 @@ if (spawnSync('g++', ['--version'], { stdio: 'ignore' }).status !== 0) skip('no 
 if (existsSync(target) && statSync(target).mtimeMs >= Math.max(statSync(source).mtimeMs, statSync(fileURLToPath(import.meta.url)).mtimeMs)) process.exit(0);
 
 mkdirSync(dirname(target), { recursive: true });
-// -O2 without -ffast-math: the kernel's arithmetic is what its intrinsics say.
-const args = ['-O2', '-std=c++17', '-fPIC', '-shared', '-fvisibility=hidden', '-I', headers, source, '-o', target];
+// -O2 without -ffast-math, and no contraction of a multiply and an add into one FMA (GNU C++
+// allows it by default): the margin dots must round as JavaScript does.
+const args = ['-O2', '-std=c++17', '-ffp-contract=off', '-fPIC', '-shared', '-fvisibility=hidden', '-I', headers, source, '-o', target];
 const run = spawnSync('g++', args, { stdio: 'inherit' });
 if (run.status !== 0) skip(`g++ failed (exit ${run.status})`);

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { ablateNoPool, AblationError } from '../../extension/engine/analysis/ablation';
 import type { AblationInput, AblationMemo, AblationObjective, AblationResult, VariantMetrics } from '../../extension/engine/analysis/ablation';
 import { AtdGraph } from '../../extension/engine/analysis/atd-graph';
-import { atdKernel } from '../../extension/engine/analysis/atd-native';
+import { nativeKernels } from '../../extension/engine/analysis/native-kernels';
 import { margins, rowSide, writeScores } from '../../extension/engine/analysis/variant-math';
 import { VariantMemo } from '../../extension/engine/analysis/variant-memo';
 import { CHUNK_ELEMENTS, keepScorer, releaseAblationScorers, takeKeptScorer, VariantScorer } from '../../extension/engine/analysis/variant-scorer';
@@ -132,7 +132,7 @@ describe('no-pool ablation on the default model', { skip: !defaultModelPresent()
       ['1 worker', { scoringWorkers: 1, nativeAtd: false }],
       ['3 workers', { scoringWorkers: 3, nativeAtd: false }],
       // Where it is built (atd-native.test.ts checks that it is wherever it can be).
-      ...(atdKernel() ? ([['the native ATD kernel', {}], ['the native ATD kernel, 3 workers', { scoringWorkers: 3 }]] as Array<[string, Partial<AblationInput>]>) : []),
+      ...(nativeKernels() ? ([['the native ATD kernel', {}], ['the native ATD kernel, 3 workers', { scoringWorkers: 3 }]] as Array<[string, Partial<AblationInput>]>) : []),
     ];
     for (const [what, patch] of variations) {
       const r = await ablateNoPool({ ...base, ...patch, pool: { kind: 'templates', templates: pool }, greedySteps: 0 });

@@ -161,8 +161,8 @@ test('the linux-x64 vsix holds linux/x64 native code only, the bundles and the m
     'samples/getting-started.clipnb',
     'models/default/clipn.json',
     ...Object.keys(MANIFEST.files).map((f) => `models/default/${f}`),
-    // Where the build compiled it (atd-native.test.ts checks that it does wherever it can).
-    ...(fs.existsSync(path.join(REPO_ROOT, 'native', 'build', 'atd-tile.node')) ? ['native/build/atd-tile.node'] : []),
+    // Where the build compiled it (native-kernels.test.ts checks that it does wherever it can).
+    ...(fs.existsSync(path.join(REPO_ROOT, 'native', 'build', 'ablation-kernels.node')) ? ['native/build/ablation-kernels.node'] : []),
   ];
   assert.deepEqual(required.filter((f) => !files.includes(f)), []);
   const manifest = JSON.parse(zipData(zip, entries.find((e) => e.name === 'extension/package.json')!).toString('utf8')) as { main: string; activationEvents: string[] };

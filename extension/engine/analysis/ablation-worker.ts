@@ -68,7 +68,7 @@ async function handle(msg: ToWorker): Promise<void> {
   if (msg.type === 'init') {
     const side = rowSide(msg.x, msg.rows, msg.d, msg.yes, msg.c, msg.start, msg.tileRows);
     const native = msg.nativeAtd ? AtdNative.open(side) : undefined;
-    if (msg.nativeAtd && !native) throw new Error('the native ATD kernel (native/build/atd-tile.node) did not load in this worker');
+    if (msg.nativeAtd && !native) throw new Error('the native ATD kernel (native/build/ablation-kernels.node) did not load in this worker');
     if (native) state = { init: msg, side, atd: native };
     else {
       const backend = new OrtBackend({ executionProviders: msg.executionProviders, intraOpNumThreads: 1 });

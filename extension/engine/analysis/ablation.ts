@@ -50,7 +50,7 @@ import { checkTemplates, classPrompts, defaultTemplates, ensembleByClass } from 
 import { createScores } from '../scores';
 import { noteOnCutTemplates } from '../template-cuts';
 import { Evaluator, greedySelection } from './ablation-evaluator';
-import { atdKernel } from './atd-native';
+import { nativeKernels } from './native-kernels';
 import type { AblationMemo } from './ablation-evaluator';
 import { encoded, learnedPool, templatePool, VARIANTS_PER_BATCH } from './ablation-pools';
 import type { TextContext } from './ablation-pools';
@@ -117,7 +117,8 @@ export interface AblationInput {
   executionProviders?: readonly string[];
   /**
    * With 'cpu' first among the providers, the ATD sums by the native kernel where it is built and
-   * the CPU has AVX2/FMA (atd-native.ts; default true). false: always the onnxruntime graph.
+   * the CPU has AVX2/FMA (atd-native.ts, native-kernels.ts; default true). false: always the
+   * onnxruntime graph.
    */
   nativeAtd?: boolean;
   /** Scoring worker threads, each with a share of the images (default: the cores, at most 8). */
@@ -223,7 +224,7 @@ function validate(input: AblationInput) {
   if (!Number.isInteger(workers) || workers < 1) throw new AblationError(`scoringWorkers must be a positive integer (got ${workers})`);
   const providers = input.executionProviders ?? ['cpu'];
   if (!Array.isArray(providers) || providers.length === 0) throw new AblationError('executionProviders is empty: give e.g. ["cpu"]');
-  const nativeAtd = input.nativeAtd !== false && providers[0] === 'cpu' && atdKernel() !== undefined;
+  const nativeAtd = input.nativeAtd !== false && providers[0] === 'cpu' && nativeKernels() !== undefined;
   return { yesTemplates, positions, objective, maxSteps, batchSize, chunkElements, workers, providers, nativeAtd };
 }
 

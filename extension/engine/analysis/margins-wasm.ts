@@ -3,8 +3,13 @@
 // twice as fast as the JavaScript loop, and bit-identical to it: WebAssembly's f64x2.mul and
 // f64x2.add round each lane as IEEE float64 mul and add do (no fused multiply-add), and every
 // lane is one dot product summed in index order from +0, exactly as `s += x[t] * g[t]`.
-// The module is a few hundred bytes, written here opcode by opcode (no toolchain in this
-// project); names are the WebAssembly text format's.
+// The module is a few hundred bytes, written here opcode by opcode; names are the WebAssembly
+// text format's. Where the native kernels run (native-kernels.ts), their `dots` does the same
+// arithmetic four lanes wide in the same memory, bit for bit (tests), and the module only
+// provides that memory.
+
+import { nativeKernels } from './native-kernels';
+import type { NativeKernels } from './native-kernels';
 
 /** The part of the WebAssembly JS API used here (the project's TypeScript lib has no WebAssembly types). */
 interface WasmMemory { readonly buffer: ArrayBuffer; grow(pages: number): number }
@@ -125,19 +130,23 @@ export class MarginKernel {
   readonly memory: WasmMemory;
   readonly dots: (x: number, g: number, out: number, quads: number, d: number) => void;
 
-  private constructor(instance: WasmInstance, pages: number, readonly layout: MarginLayout) {
-    this.memory = instance.exports.memory as WasmMemory;
-    this.memory.grow(pages - this.memory.buffer.byteLength / 65536);
-    this.dots = instance.exports.dots as MarginKernel['dots'];
+  private constructor(instance: WasmInstance, pages: number, readonly layout: MarginLayout, native?: NativeKernels) {
+    const memory = (this.memory = instance.exports.memory as WasmMemory);
+    memory.grow(pages - memory.buffer.byteLength / 65536);
+    // The memory never grows again, so its buffer stays the same ArrayBuffer.
+    this.dots = native ? (x, g, out, quads, d) => native.dots(memory.buffer, x, g, out, quads, d) : (instance.exports.dots as MarginKernel['dots']);
   }
 
-  /** Undefined where WebAssembly SIMD is missing or the tables do not fit its 32-bit memory. */
-  static create(rows: number, d: number): MarginKernel | undefined {
+  /**
+   * Undefined where WebAssembly SIMD is missing or the tables do not fit its 32-bit memory.
+   * `native`: the native kernels' dots where they run (default), none for the WebAssembly kernel's.
+   */
+  static create(rows: number, d: number, native: NativeKernels | undefined = nativeKernels()): MarginKernel | undefined {
     const mod = marginModule(d);
     const padded = rows + 3;
     const layout = { x: 0, g: padded * d * 8, out: padded * d * 8 + 4 * d * 8 };
     const pages = Math.ceil((layout.out + padded * 4 * 8) / 65536);
     if (!mod || pages > 32768) return undefined; // 2 GiB: the byte offsets stay positive i32s
-    return new MarginKernel(new WebAssembly.Instance(mod), pages, layout);
+    return new MarginKernel(new WebAssembly.Instance(mod), pages, layout, native);
   }
 }

@@ -1,19 +1,26 @@
-// The ablation's ATD sums in one pass (extension/engine/analysis/atd-native.ts): for k variants'
-// (Gno - G) class rows and a worker's images, per variant and image the sums over classes of
-// p sigmoid(d) and p sigmoid(-d), where -d = SCALE (Gno - G) . x. onnxruntime's graph for the same
-// (atd-graph.ts) writes the GEMM's [k C, R] output and then makes seven passes over it (Clip, Exp,
-// Add, Div, Mul, two ReduceSum); here each 4-class x 16-image block of the GEMM is reduced to the
-// sums while it is still in registers. On the 2-core AVX2 machine, 16 variants x 5,000 images x 100
-// classes: 0.77-0.88 of the graph's time, alternating runs (bench/README.md, Ablation).
+// The ablation scoring workers' two hot loops in native code, where npm run build compiled this
+// module (scripts/build-native.mjs) and the CPU has AVX2 and FMA (`simd`; callers fall back to
+// onnxruntime and WebAssembly elsewhere). Node-API only, so one build serves every Node version.
+// The kernels are compiled for AVX2 (+ FMA) by target attributes, so loading the module is safe
+// on any x86-64. Hand-written because no library does these: a GEMM fused with its reduction,
+// and dot products whose every rounding must be JavaScript's.
 //
-// Hand-written because no library does this fusion: the GEMM is a plain register-blocked FMA
-// loop (4 broadcast class rows x two 8-float image lanes), exp is Cephes' expf (degree-5
-// polynomial after a two-part ln 2 reduction, ~1e-7 relative, as onnxruntime's), and the result
-// agrees with a float64 reference to ~1e-6 relative, like the graph's float32 GEMM.
+// atdSums (extension/engine/analysis/atd-native.ts): for k variants' (Gno - G) class rows and a
+// worker's images, per variant and image the sums over classes of p sigmoid(d) and p sigmoid(-d),
+// where -d = SCALE (Gno - G) . x. onnxruntime's graph for the same (atd-graph.ts) writes the GEMM's
+// [k C, R] output and then makes seven passes over it (Clip, Exp, Add, Div, Mul, two ReduceSum);
+// here each 4-class x 16-image block of the GEMM is reduced to the sums while it is still in
+// registers: a plain register-blocked FMA loop (4 broadcast class rows x two 8-float image lanes)
+// and Cephes' expf (degree-5 polynomial after a two-part ln 2 reduction, ~1e-7 relative, as
+// onnxruntime's). It agrees with the graph to ~3e-7 relative and with float64 to the ~1e-5 of
+// any float32 GEMM. On the 2-core AVX2 machine, 16 variants x 5,000 images x 100 classes: 0.77-0.88
+// of the graph's time, alternating runs (bench/README.md, Ablation).
 //
-// Node-API only (ABI-stable across Node versions). The kernel is compiled for AVX2 + FMA by a
-// target attribute, so loading the module is safe on any x86-64; `simd` says whether the CPU can
-// run it, and callers fall back to the onnxruntime graph where it cannot.
+// dots (margins-wasm.ts, the exact CTW margins and yes logits): the WebAssembly kernel's contract,
+// four image rows against four variants' float64 features, each lane one dot product summed in
+// index order from +0 with a separate multiply and add (no fused multiply-add: the build passes
+// -ffp-contract=off and this kernel's target has no FMA), so its bits are JavaScript's
+// `s += x[t] * g[t]`, four lanes wide instead of WebAssembly's two.
 #include <node_api.h>
 
 #include <cstdint>
@@ -122,6 +129,27 @@ __attribute__((target("avx2,fma"))) void atdSums(const float* a, int k, int c4, 
   }
   }
 }
+
+/**
+ * The WebAssembly kernel's dots at byte offsets x, g, out of one buffer: for q < quads, rows
+ * 4q..4q+3 of x ([rows][d] float64) against g ([d][4] float64) into out[16q + 4r + u].
+ */
+__attribute__((target("avx2"))) void dots(const double* x, const double* g, double* out, int quads, int d) {
+  for (int q = 0; q < quads; q++, x += 4 * static_cast<size_t>(d), out += 16) {
+    __m256d a0 = _mm256_setzero_pd(), a1 = a0, a2 = a0, a3 = a0;
+    for (int t = 0; t < d; t++) {
+      const __m256d gt = _mm256_loadu_pd(g + 4 * t);
+      a0 = _mm256_add_pd(a0, _mm256_mul_pd(_mm256_broadcast_sd(x + t), gt));
+      a1 = _mm256_add_pd(a1, _mm256_mul_pd(_mm256_broadcast_sd(x + d + t), gt));
+      a2 = _mm256_add_pd(a2, _mm256_mul_pd(_mm256_broadcast_sd(x + 2 * d + t), gt));
+      a3 = _mm256_add_pd(a3, _mm256_mul_pd(_mm256_broadcast_sd(x + 3 * d + t), gt));
+    }
+    _mm256_storeu_pd(out, a0);
+    _mm256_storeu_pd(out + 4, a1);
+    _mm256_storeu_pd(out + 8, a2);
+    _mm256_storeu_pd(out + 12, a3);
+  }
+}
 #endif
 
 bool cpuHasKernel() {
@@ -162,32 +190,61 @@ bool number(napi_env env, napi_value value, float* out) {
   return true;
 }
 
-// sums(a, k, c4, d, panels, np, rows, p, scale, hi, out): see atdSums; sizes are checked here.
-napi_value Sums(napi_env env, napi_callback_info info) {
+// atdSums(a, k, c4, d, panels, np, rows, p, scale, hi, out): see atdSums(); sizes are checked here.
+napi_value AtdSums(napi_env env, napi_callback_info info) {
   size_t argc = 11;
   napi_value argv[11];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 11) return fail(env, "atd-tile sums: expected 11 arguments");
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 11) return fail(env, "atdSums: expected 11 arguments");
   float *a, *panels, *p, *out;
   size_t aLen, panelsLen, pLen, outLen;
   int k, c4, d, np, rows;
   float scale, hi;
   if (!floats(env, argv[0], &a, &aLen) || !floats(env, argv[4], &panels, &panelsLen) || !floats(env, argv[7], &p, &pLen) || !floats(env, argv[10], &out, &outLen)) {
-    return fail(env, "atd-tile sums: a, panels, p and out must be Float32Arrays");
+    return fail(env, "atdSums: a, panels, p and out must be Float32Arrays");
   }
   if (!integer(env, argv[1], &k) || !integer(env, argv[2], &c4) || !integer(env, argv[3], &d) || !integer(env, argv[5], &np) || !integer(env, argv[6], &rows) ||
       !number(env, argv[8], &scale) || !number(env, argv[9], &hi)) {
-    return fail(env, "atd-tile sums: k, c4, d, np and rows must be non-negative integers, scale and hi numbers");
+    return fail(env, "atdSums: k, c4, d, np and rows must be non-negative integers, scale and hi numbers");
   }
   if (c4 % 4 != 0 || rows > np * 16 || aLen != static_cast<size_t>(k) * c4 * d || panelsLen != static_cast<size_t>(np) * d * 16 ||
       pLen != static_cast<size_t>(c4) * np * 16 || outLen != static_cast<size_t>(2) * k * rows) {
-    return fail(env, "atd-tile sums: array sizes do not match k, c4, d, np and rows");
+    return fail(env, "atdSums: array sizes do not match k, c4, d, np and rows");
   }
 #ifdef CLIPN_HAVE_X86
-  if (!cpuHasKernel()) return fail(env, "atd-tile sums: this CPU lacks AVX2/FMA (check simd first)");
+  if (!cpuHasKernel()) return fail(env, "atdSums: this CPU lacks AVX2/FMA (check simd first)");
   atdSums(a, k, c4, d, panels, np, rows, p, scale, hi, out);
   return nullptr;
 #else
-  return fail(env, "atd-tile sums: built without the x86-64 kernel (check simd first)");
+  return fail(env, "atdSums: built without the x86-64 kernel (check simd first)");
+#endif
+}
+
+// dots(memory, x, g, out, quads, d): see dots(); offsets in bytes into the ArrayBuffer memory.
+napi_value Dots(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 6) return fail(env, "dots: expected 6 arguments");
+  bool is = false;
+  void* raw = nullptr;
+  size_t bytes = 0;
+  if (napi_is_arraybuffer(env, argv[0], &is) != napi_ok || !is || napi_get_arraybuffer_info(env, argv[0], &raw, &bytes) != napi_ok) {
+    return fail(env, "dots: memory must be an ArrayBuffer");
+  }
+  int x, g, out, quads, d;
+  if (!integer(env, argv[1], &x) || !integer(env, argv[2], &g) || !integer(env, argv[3], &out) || !integer(env, argv[4], &quads) || !integer(env, argv[5], &d)) {
+    return fail(env, "dots: offsets, quads and d must be non-negative integers");
+  }
+  const size_t xEnd = static_cast<size_t>(x) + static_cast<size_t>(quads) * 4 * d * 8;
+  const size_t gEnd = static_cast<size_t>(g) + static_cast<size_t>(d) * 4 * 8;
+  const size_t outEnd = static_cast<size_t>(out) + static_cast<size_t>(quads) * 16 * 8;
+  if (x % 8 || g % 8 || out % 8 || xEnd > bytes || gEnd > bytes || outEnd > bytes) return fail(env, "dots: tables outside the memory or misaligned");
+#ifdef CLIPN_HAVE_X86
+  if (!cpuHasKernel()) return fail(env, "dots: this CPU lacks AVX2/FMA (check simd first)");
+  char* base = static_cast<char*>(raw);
+  dots(reinterpret_cast<const double*>(base + x), reinterpret_cast<const double*>(base + g), reinterpret_cast<double*>(base + out), quads, d);
+  return nullptr;
+#else
+  return fail(env, "dots: built without the x86-64 kernel (check simd first)");
 #endif
 }
 
@@ -195,8 +252,10 @@ napi_value Sums(napi_env env, napi_callback_info info) {
 
 NAPI_MODULE_INIT() {
   napi_value fn, simd;
-  napi_create_function(env, "sums", NAPI_AUTO_LENGTH, Sums, nullptr, &fn);
-  napi_set_named_property(env, exports, "sums", fn);
+  napi_create_function(env, "atdSums", NAPI_AUTO_LENGTH, AtdSums, nullptr, &fn);
+  napi_set_named_property(env, exports, "atdSums", fn);
+  napi_create_function(env, "dots", NAPI_AUTO_LENGTH, Dots, nullptr, &fn);
+  napi_set_named_property(env, exports, "dots", fn);
   napi_get_boolean(env, cpuHasKernel(), &simd);
   napi_set_named_property(env, exports, "simd", simd);
   return exports;

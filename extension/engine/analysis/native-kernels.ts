@@ -1,0 +1,49 @@
+// The optional native module of the ablation's scoring workers (native/ablation-kernels.cc, built
+// by scripts/build-native.mjs into native/build/): its fused ATD sums (atd-native.ts) and its
+// exact margin dots (margins-wasm.ts). Undefined where it was not built, does not load (another
+// platform's build) or the CPU lacks AVX2/FMA, and with CLIPN_NO_NATIVE=1 (for comparisons): the
+// callers then use the onnxruntime graph and the WebAssembly kernel.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+/** The module's exports. */
+export interface NativeKernels {
+  /** Whether this CPU runs the kernels (AVX2 and FMA). */
+  simd: boolean;
+  /** ATD sums: see native/ablation-kernels.cc atdSums. */
+  atdSums(a: Float32Array, k: number, c4: number, d: number, panels: Float32Array, np: number, rows: number, p: Float32Array, scale: number, hi: number, out: Float32Array): void;
+  /** MarginKernel's dots at byte offsets into `memory`, bit for bit. */
+  dots(memory: ArrayBuffer, x: number, g: number, out: number, quads: number, d: number): void;
+}
+
+export const NATIVE_MODULE = path.join('native', 'build', 'ablation-kernels.node');
+
+/** The built module above this file (out/extension/engine/analysis, dist/extension/kernel, an installed extension's dist/...). */
+function moduleFile(): string | undefined {
+  for (let dir = __dirname, up = 0; up < 7; up++, dir = path.dirname(dir)) {
+    const file = path.join(dir, NATIVE_MODULE);
+    if (fs.existsSync(file)) return file;
+  }
+  return undefined;
+}
+
+let loaded: { kernels?: NativeKernels } | undefined;
+
+/** The native kernels if they are built and this CPU runs them; loaded once per thread. */
+export function nativeKernels(): NativeKernels | undefined {
+  if (!loaded) {
+    loaded = {};
+    const file = process.env.CLIPN_NO_NATIVE === '1' ? undefined : moduleFile();
+    if (file) {
+      // A module that does not load (another platform's build, a missing library) means no kernels, not a failed run.
+      try {
+        const m = { exports: {} as NativeKernels };
+        process.dlopen(m, file);
+        if (m.exports.simd === true) loaded.kernels = m.exports;
+      } catch {
+        loaded.kernels = undefined;
+      }
+    }
+  }
+  return loaded.kernels;
+}
