@@ -1,7 +1,8 @@
 // A scoring worker of the ablation (variant-scorer.ts): one contiguous share of the image rows,
 // with their yes side, its ATD sums (the native kernel, atd-native.ts, or an onnxruntime session
-// of its own with one intra-op thread: the workers are the parallelism) and sorting buffers. Messages are handled one at a time, in arrival order except
-// that metrics jobs go before waiting rows jobs (a batch's values land as soon as they can):
+// of its own with one intra-op thread: the workers are the parallelism) and sorting buffers.
+// Messages are handled one at a time, in arrival order except that metrics jobs go before
+// waiting rows jobs (a batch's values land as soon as they can):
 //   {type: 'init', ...WorkerInit}          -> {type: 'ready', predicted}
 //   {type: 'rows', id, buffers}            -> this share's CTW / ATD scores written into the shared
 //                                             buffers, then {type: 'rows', id}
@@ -59,7 +60,7 @@ export type FromWorker =
 /** ATD sums [2k, rows] of k variants: the native kernel's or the onnxruntime graph's. */
 interface AtdSums { sums(variants: readonly Float32Array[], yes: Float32Array): Float32Array | Promise<Float32Array> }
 
-let state: { init: WorkerInit; side: RowSide; backend?: OrtBackend; atd: AtdSums } | undefined;
+let state: { init: WorkerInit; side: RowSide; backend?: OrtBackend; atdSums: AtdSums } | undefined;
 const metrics = new MetricsOfScores();
 const reply = (msg: FromWorker) => parentPort!.postMessage(msg);
 const view = (b: SharedArrayBuffer | undefined) => (b ? new Float64Array(b) : undefined);
@@ -69,12 +70,12 @@ async function handle(msg: ToWorker): Promise<void> {
     const side = rowSide(msg.x, msg.rows, msg.d, msg.yes, msg.c, msg.start, msg.tileRows);
     const native = msg.nativeAtd ? AtdNative.open(side) : undefined;
     if (msg.nativeAtd && !native) throw new Error('the native ATD kernel (native/build/ablation-kernels.node) did not load in this worker');
-    if (native) state = { init: msg, side, atd: native };
+    if (native) state = { init: msg, side, atdSums: native };
     else {
       const backend = new OrtBackend({ executionProviders: msg.executionProviders, intraOpNumThreads: 1 });
       const graph = await AtdGraph.open(backend, side, msg.chunkElements);
       await graph.warmUp(Array.from({ length: msg.batchVariants }, () => msg.yes), msg.yes);
-      state = { init: msg, side, backend, atd: graph };
+      state = { init: msg, side, backend, atdSums: graph };
     }
     warmUp(native, side, msg);
     reply({ type: 'ready', predicted: side.predicted });
@@ -86,7 +87,7 @@ async function handle(msg: ToWorker): Promise<void> {
     return;
   }
   if (!state) throw new Error('ablation worker: a job came before init');
-  const { init, side, atd: atdSums } = state;
+  const { init, side, atdSums } = state;
   const fence = new Int32Array(msg.buffers.fence);
   // Shared memory is ordered by its atomics: each side's Atomics.store / add after writing, and
   // the reader's Atomics.load before reading, put the writes before the reads.

@@ -17,9 +17,9 @@
 // same features. ATD = sum_j p_j sigmoid(L_j - Lno_j): the j* term the same exact way, the other
 // classes' terms from one float32 GEMM of K variants' class features against the images and then
 // the sums: fused in the native kernel where it is built (atd-native.ts), else an onnxruntime
-// graph over tiles of images (atd-graph.ts). Their ~1e-5 logit error (scoring-graph.ts) leaves ATD within
-// ~1e-5 relative of scores.ts (far less where the j* term dominates): metrics agree (tests: to
-// 1e-9) unless an ID and an OOD score are that close. Above 0.5, ATD is taken as 1 - p_ood with
+// graph over tiles of images (atd-graph.ts). Their ~1e-5 logit error (scoring-graph.ts) leaves
+// ATD within ~1e-5 relative of scores.ts (far less where the j* term dominates): metrics agree
+// (tests: to 1e-9) unless an ID and an OOD score are that close. Above 0.5, ATD is taken as 1 - p_ood with
 // p_ood summed alike, which keeps its digits near 1. The metrics are computeMetrics' to the bit
 // (metrics.ts detectionMetricsOfSorted). Memory: the scoring workers hold the images, float64
 // copies and the off-j* softmax (N x (3D + C) floats in all), each graph run chunkElements per
@@ -50,10 +50,10 @@ import { checkTemplates, classPrompts, defaultTemplates, ensembleByClass } from 
 import { createScores } from '../scores';
 import { noteOnCutTemplates } from '../template-cuts';
 import { Evaluator, greedySelection } from './ablation-evaluator';
-import { nativeKernels } from './native-kernels';
 import type { AblationMemo } from './ablation-evaluator';
 import { encoded, learnedPool, templatePool, VARIANTS_PER_BATCH } from './ablation-pools';
 import type { TextContext } from './ablation-pools';
+import { nativeKernels } from './native-kernels';
 import { digest } from './variant-memo';
 import { SCALE } from './variant-math';
 import type { ScoreMetrics, VariantMetrics } from './variant-math';

@@ -133,7 +133,6 @@ export class MarginKernel {
   private constructor(instance: WasmInstance, pages: number, readonly layout: MarginLayout, native?: NativeKernels) {
     const memory = (this.memory = instance.exports.memory as WasmMemory);
     memory.grow(pages - memory.buffer.byteLength / 65536);
-    // The memory never grows again, so its buffer stays the same ArrayBuffer.
     this.dots = native ? (x, g, out, quads, d) => native.dots(memory.buffer, x, g, out, quads, d) : (instance.exports.dots as MarginKernel['dots']);
   }
 
