@@ -1,4 +1,4 @@
-// The ablation scoring workers' two hot loops in native code, where npm run build compiled this
+// The ablation scoring workers' hot loops in native code, where npm run build compiled this
 // module (scripts/build-native.mjs) and the CPU has AVX2 and FMA (`simd`; callers fall back to
 // onnxruntime and WebAssembly elsewhere). Node-API only, so one build serves every Node version.
 // The kernels are compiled for AVX2 (+ FMA) by target attributes, so loading the module is safe
@@ -16,6 +16,9 @@
 // any float32 GEMM. On the 2-core AVX2 machine, 16 variants x 5,000 images x 100 classes: 0.77-0.88
 // of the graph's time, alternating runs (bench/README.md, Ablation).
 //
+// sortScores (score-sort.ts): the metrics' ascending sort of a score set, that module's radix
+// sort on 32-bit keys in C++; being a sort, its output is the JavaScript sorter's to the bit.
+//
 // dots (margins-wasm.ts, the exact CTW margins and yes logits): the WebAssembly kernel's contract,
 // four image rows against four variants' float64 features, each lane one dot product summed in
 // index order from +0 with a separate multiply and add (no fused multiply-add: the build passes
@@ -23,8 +26,11 @@
 // `s += x[t] * g[t]`, four lanes wide instead of WebAssembly's two.
 #include <node_api.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -152,6 +158,82 @@ __attribute__((target("avx2"))) void dots(const double* x, const double* g, doub
 }
 #endif
 
+/**
+ * out = src sorted ascending, -0 as +0; returns the index of the first non-finite score, or -1.
+ * score-sort.ts's algorithm: scores in [0, 1] keyed by 32 bits that keep their digits where they
+ * crowd (the float32 of x up to 0.5, of 1 - x above, reversed), an LSD radix sort of the keys in
+ * three 11-bit digits (a digit every key shares skipped), then an insertion pass by the doubles
+ * inside the ties that the keys leave; std::sort where a score lies outside [0, 1] or the
+ * insertion pass runs past 4 moves a score. Whoever sorts, the output is the same.
+ */
+int64_t sortScores(const double* src, size_t n, double* out) {
+  thread_local std::vector<double> valuesA, valuesB;
+  thread_local std::vector<uint32_t> keysA, keysB;
+  if (valuesA.size() < n) valuesA.resize(n), valuesB.resize(n), keysA.resize(n), keysB.resize(n);
+  constexpr int BITS = 11, BUCKETS = 1 << BITS, MASK = BUCKETS - 1;
+  size_t counts[3][BUCKETS] = {};
+  bool inUnit = true;
+  for (size_t i = 0; i < n; i++) {
+    const double v = src[i];
+    if (!std::isfinite(v)) return static_cast<int64_t>(i);
+    const double u = v == 0 ? 0.0 : v;
+    valuesA[i] = u;
+    if (!(u >= 0 && u <= 1)) inUnit = false;
+  }
+  double* vs = valuesA.data();
+  if (inUnit) {
+    for (size_t i = 0; i < n; i++) {
+      const float projected = static_cast<float>(vs[i] <= 0.5 ? vs[i] : 1 - vs[i]);
+      uint32_t bits;
+      std::memcpy(&bits, &projected, sizeof bits);
+      const uint32_t key = vs[i] <= 0.5 ? bits : 0xffffffffu - bits;
+      keysA[i] = key;
+      counts[0][key & MASK]++;
+      counts[1][(key >> BITS) & MASK]++;
+      counts[2][key >> (2 * BITS)]++;
+    }
+    uint32_t *kFrom = keysA.data(), *kTo = keysB.data();
+    double *vFrom = valuesA.data(), *vTo = valuesB.data();
+    for (int p = 0; p < 3; p++) {
+      size_t* c = counts[p];
+      const int shift = p * BITS;
+      if (n == 0 || c[(kFrom[0] >> shift) & MASK] == n) continue;
+      size_t sum = 0;
+      for (int b = 0; b < BUCKETS; b++) {
+        const size_t k = c[b];
+        c[b] = sum;
+        sum += k;
+      }
+      for (size_t i = 0; i < n; i++) {
+        const size_t at = c[(kFrom[i] >> shift) & MASK]++;
+        kTo[at] = kFrom[i];
+        vTo[at] = vFrom[i];
+      }
+      std::swap(kFrom, kTo);
+      std::swap(vFrom, vTo);
+    }
+    vs = vFrom;
+    // The insertion pass, with the JavaScript sorter's budget.
+    int64_t budget = 4 * static_cast<int64_t>(n);
+    for (size_t i = 1; i < n && budget >= 0; i++) {
+      const double v = vs[i];
+      size_t j = i;
+      while (j > 0 && vs[j - 1] > v) {
+        vs[j] = vs[j - 1];
+        j--;
+      }
+      vs[j] = v;
+      budget -= static_cast<int64_t>(i - j);
+    }
+    std::memcpy(out, vs, n * sizeof(double));
+    if (budget >= 0) return -1;
+  } else {
+    std::memcpy(out, vs, n * sizeof(double));
+  }
+  std::sort(out, out + n);
+  return -1;
+}
+
 bool cpuHasKernel() {
 #ifdef CLIPN_HAVE_X86
   __builtin_cpu_init();
@@ -248,6 +330,30 @@ napi_value Dots(napi_env env, napi_callback_info info) {
 #endif
 }
 
+bool doubles(napi_env env, napi_value value, double** data, size_t* length) {
+  bool is = false;
+  if (napi_is_typedarray(env, value, &is) != napi_ok || !is) return false;
+  napi_typedarray_type type;
+  void* raw = nullptr;
+  if (napi_get_typedarray_info(env, value, &type, length, &raw, nullptr, nullptr) != napi_ok || type != napi_float64_array) return false;
+  *data = static_cast<double*>(raw);
+  return true;
+}
+
+// sortScores(scores, out): see sortScores(); returns the first non-finite score's index or -1.
+napi_value SortScores(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 2) return fail(env, "sortScores: expected 2 arguments");
+  double *src, *out;
+  size_t n, outLen;
+  if (!doubles(env, argv[0], &src, &n) || !doubles(env, argv[1], &out, &outLen)) return fail(env, "sortScores: scores and out must be Float64Arrays");
+  if (outLen != n) return fail(env, "sortScores: out must be as long as scores");
+  napi_value result;
+  napi_create_int64(env, sortScores(src, n, out), &result);
+  return result;
+}
+
 }  // namespace
 
 NAPI_MODULE_INIT() {
@@ -256,6 +362,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "atdSums", fn);
   napi_create_function(env, "dots", NAPI_AUTO_LENGTH, Dots, nullptr, &fn);
   napi_set_named_property(env, exports, "dots", fn);
+  napi_create_function(env, "sortScores", NAPI_AUTO_LENGTH, SortScores, nullptr, &fn);
+  napi_set_named_property(env, exports, "sortScores", fn);
   napi_get_boolean(env, cpuHasKernel(), &simd);
   napi_set_named_property(env, exports, "simd", simd);
   return exports;

@@ -2,6 +2,7 @@
 // extension's tables are compared against numbers those codebases produced.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { nativeKernels } from '../../extension/engine/analysis/native-kernels';
 import { ScoreSorter } from '../../extension/engine/analysis/score-sort';
 import {
   auroc,
@@ -211,15 +212,19 @@ const LEAN_CASES: Record<string, { id: number[]; ood: number[] }> = {
   largeRandom: { id: normals(7000, 0.5, 25), ood: normals(3000, 0, 26) },
 };
 
+/** The sorters to check: the native kernels' where they run (native-kernels.ts), and this module's own. */
+const SORTERS = (): Array<[string, ScoreSorter]> => [['', new ScoreSorter(null)], ...(nativeKernels() ? [[' (native)', new ScoreSorter()] as [string, ScoreSorter]] : [])];
+
 test('detectionMetrics and detectionMetricsOfSorted give computeMetrics\' numbers bit for bit', () => {
-  const [idSorter, oodSorter] = [new ScoreSorter(), new ScoreSorter()];
   for (const [name, c] of Object.entries(LEAN_CASES)) {
     const m = computeMetrics(c.id, c.ood);
     const want = { auroc: m.auroc, fpr95: m.fpr95.interpolated, auprIn: m.auprIn, auprOut: m.auprOut };
     // deepStrictEqual compares numbers with Object.is: every bit, -0 included.
     assert.deepStrictEqual(detectionMetrics(c.id, c.ood), want, name);
-    const sorted = detectionMetricsOfSorted(idSorter.sort(Float64Array.from(c.id), 'ID'), oodSorter.sort(Float64Array.from(c.ood), 'OOD'));
-    assert.deepStrictEqual(sorted, want, `${name}, sorted by ScoreSorter`);
+    for (const [how, sorter] of SORTERS()) {
+      const sorted = detectionMetricsOfSorted(Float64Array.from(sorter.sort(Float64Array.from(c.id), 'ID')), sorter.sort(Float64Array.from(c.ood), 'OOD'));
+      assert.deepStrictEqual(sorted, want, `${name}, sorted by ScoreSorter${how}`);
+    }
   }
   assert.throws(() => detectionMetrics([], [1]), /ID score set is empty/);
   assert.throws(() => detectionMetricsOfSorted(new Float64Array(1), new Float64Array(0)), /OOD score set is empty/);
@@ -239,13 +244,18 @@ test('ScoreSorter sorts as Float64Array.prototype.sort does: probabilities, ties
     outsideUnit: fill(3000, (v) => 1e3 * v),
     one: Float64Array.from([0.25]),
   };
-  const sorter = new ScoreSorter();
-  for (const [name, scores] of Object.entries(sets)) {
-    const want = Array.from(scores.slice().sort(), (v) => (v === 0 ? 0 : v));
-    assert.deepStrictEqual(Array.from(sorter.sort(scores, 'ID')), want, name);
+  for (const [how, sorter] of SORTERS()) {
+    for (const [name, scores] of Object.entries(sets)) {
+      const want = Array.from(scores.slice().sort(), (v) => (v === 0 ? 0 : v));
+      assert.deepStrictEqual(Array.from(sorter.sort(scores, 'ID')), want, `${name}${how}`);
+    }
+    // A share of a larger shared buffer, as the scoring workers hand over.
+    const shared = new Float64Array(new SharedArrayBuffer(8 * 12)).map((_, i) => ((i * 7) % 12) / 11);
+    assert.deepStrictEqual(Array.from(sorter.sort(shared.subarray(2, 10), 'ID')), Array.from(shared.slice(2, 10).sort()), `shared buffer${how}`);
+    assert.throws(() => sorter.sort(Float64Array.from([0.1, 0.2, 0.3, NaN]), 'ID'), /ID score 3 is not finite \(NaN\)/);
+    assert.throws(() => sorter.sort(Float64Array.from([0.1, -Infinity]), 'OOD'), /OOD score 1 is not finite \(-Infinity\)/);
+    assert.throws(() => sorter.sort(new Float64Array(0), 'OOD'), /OOD score set is empty/);
   }
-  assert.throws(() => sorter.sort(Float64Array.from([0.1, 0.2, 0.3, NaN]), 'ID'), /ID score 3 is not finite/);
-  assert.throws(() => sorter.sort(new Float64Array(0), 'OOD'), /OOD score set is empty/);
 });
 
 test('50,000 ID + 50,000 OOD scores take well under 100 ms', () => {

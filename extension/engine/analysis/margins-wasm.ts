@@ -130,7 +130,7 @@ export class MarginKernel {
   readonly memory: WasmMemory;
   readonly dots: (x: number, g: number, out: number, quads: number, d: number) => void;
 
-  private constructor(instance: WasmInstance, pages: number, readonly layout: MarginLayout, native?: NativeKernels) {
+  private constructor(instance: WasmInstance, pages: number, readonly layout: MarginLayout, native: NativeKernels | null) {
     const memory = (this.memory = instance.exports.memory as WasmMemory);
     memory.grow(pages - memory.buffer.byteLength / 65536);
     this.dots = native ? (x, g, out, quads, d) => native.dots(memory.buffer, x, g, out, quads, d) : (instance.exports.dots as MarginKernel['dots']);
@@ -138,9 +138,9 @@ export class MarginKernel {
 
   /**
    * Undefined where WebAssembly SIMD is missing or the tables do not fit its 32-bit memory.
-   * `native`: the native kernels' dots where they run (default), none for the WebAssembly kernel's.
+   * `native`: the native kernels' dots where they run (default), null for the WebAssembly kernel's.
    */
-  static create(rows: number, d: number, native: NativeKernels | undefined = nativeKernels()): MarginKernel | undefined {
+  static create(rows: number, d: number, native: NativeKernels | null = nativeKernels() ?? null): MarginKernel | undefined {
     const mod = marginModule(d);
     const padded = rows + 3;
     const layout = { x: 0, g: padded * d * 8, out: padded * d * 8 + 4 * d * 8 };

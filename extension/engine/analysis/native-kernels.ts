@@ -1,8 +1,8 @@
 // The optional native module of the ablation's scoring workers (native/ablation-kernels.cc, built
-// by scripts/build-native.mjs into native/build/): its fused ATD sums (atd-native.ts) and its
-// exact margin dots (margins-wasm.ts). Undefined where it was not built, does not load (another
+// by scripts/build-native.mjs into native/build/): its fused ATD sums (atd-native.ts), its exact
+// margin dots (margins-wasm.ts) and its score sort (score-sort.ts). Undefined where it was not built, does not load (another
 // platform's build) or the CPU lacks AVX2/FMA, and with CLIPN_NO_NATIVE=1 (for comparisons): the
-// callers then use the onnxruntime graph and the WebAssembly kernel.
+// callers then use the onnxruntime graph, the WebAssembly kernel and the JavaScript sort.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -14,6 +14,8 @@ export interface NativeKernels {
   atdSums(a: Float32Array, k: number, c4: number, d: number, panels: Float32Array, np: number, rows: number, p: Float32Array, scale: number, hi: number, out: Float32Array): void;
   /** MarginKernel's dots at byte offsets into `memory`, bit for bit. */
   dots(memory: ArrayBuffer, x: number, g: number, out: number, quads: number, d: number): void;
+  /** ScoreSorter's sort: `out` = `scores` ascending, -0 as +0; the first non-finite score's index, or -1. */
+  sortScores(scores: Float64Array, out: Float64Array): number;
 }
 
 export const NATIVE_MODULE = path.join('native', 'build', 'ablation-kernels.node');

@@ -8,8 +8,11 @@
 // only inside those ties. If that work grows large (a pathological cluster), or a score lies
 // outside [0, 1], or there are more than RADIX_CAPACITY scores, the native sort does it. -0 is
 // sorted as +0: one tie group either way (groupScores compares with ===), and no metric reads
-// the score values themselves.
+// the score values themselves. Where the native kernels run (native-kernels.ts), their radix sort
+// on the doubles' bits does the same work: a sort's output is the same whoever sorts.
 import { MetricsError } from '../metrics';
+import { nativeKernels } from './native-kernels';
+import type { NativeKernels } from './native-kernels';
 
 const DIGIT_BITS = 11;
 const BUCKETS = 1 << DIGIT_BITS;
@@ -105,6 +108,9 @@ function settle(n: number, inA: boolean): boolean {
 export class ScoreSorter {
   private out = new Float64Array(0);
 
+  /** `native`: the native kernels' radix sort where they run (default; the same output), null for this module's. */
+  constructor(private readonly native: NativeKernels | null = nativeKernels() ?? null) {}
+
   /**
    * `scores` sorted ascending, in a buffer of this sorter's that its next call overwrites.
    * Throws as metrics.ts does on an empty or non-finite set (`what` names it: 'ID', 'OOD').
@@ -114,6 +120,11 @@ export class ScoreSorter {
     if (n === 0) throw new MetricsError(`${what} score set is empty: metrics need at least one ID and one OOD score`);
     if (this.out.length < n) this.out = new Float64Array(n);
     const out = this.out.subarray(0, n);
+    if (this.native) {
+      const bad = this.native.sortScores(scores, out);
+      if (bad >= 0) throw new MetricsError(`${what} score ${bad} is not finite (${scores[bad]})`);
+      return out;
+    }
     if (n > RADIX_CAPACITY) {
       for (let i = 0; i < n; i++) {
         const v = scores[i];
