@@ -18,6 +18,7 @@
 //
 // sortScores (score-sort.ts): the metrics' ascending sort of a score set, that module's radix
 // sort on 32-bit keys in C++; being a sort, its output is the JavaScript sorter's to the bit.
+// metricsOfSorted (variant-math.ts): metrics.ts detectionMetricsOfSorted, operation for operation.
 //
 // dots (margins-wasm.ts, the exact CTW margins and yes logits): the WebAssembly kernel's contract,
 // four image rows against four variants' float64 features, each lane one dot product summed in
@@ -234,6 +235,62 @@ int64_t sortScores(const double* src, size_t n, double* out) {
   return -1;
 }
 
+/**
+ * metrics.ts detectionMetricsOfSorted on ascending, finite, non-empty score sets, the same double
+ * operations in the same order (the build allows no fused multiply-add), so the same bits:
+ * out = {AUROC, FPR95 (interpolated), AUPR-In, AUPR-Out}. outTp / outFp: nOod doubles each of scratch.
+ */
+void metricsOfSorted(const double* id, size_t nIdCount, const double* ood, size_t nOodCount, double* outTp, double* outFp, double* out) {
+  constexpr double TPR_LEVEL = 0.95;
+  const double nId = static_cast<double>(nIdCount), nOod = static_cast<double>(nOodCount);
+  size_t outGroups = 0;
+  const double nearCrossing = 0.9 * nId;
+  int64_t i = static_cast<int64_t>(nIdCount) - 1, o = static_cast<int64_t>(nOodCount) - 1;
+  double tps = 0, fps = 0, twiceArea = 0, apIn = 0, prevRecall = 0, fpr95 = 0;
+  bool haveFpr95 = false;
+  while (i >= 0 || o >= 0) {
+    const double t = i < 0 ? ood[o] : o < 0 ? id[i] : std::max(id[i], ood[o]);
+    double ci = 0, co = 0;
+    while (i >= 0 && id[i] == t) ci++, i--;
+    while (o >= 0 && ood[o] == t) co++, o--;
+    const double next = tps + ci;
+    if (co > 0) {
+      twiceArea += co * (tps + next);
+      outTp[outGroups] = nOod - fps;
+      outFp[outGroups] = nId - tps;
+      outGroups++;
+    }
+    if (ci > 0 && tps < nId) {
+      const double recall = next / nId;
+      apIn += (recall - prevRecall) * (next / (next + fps + co));
+      prevRecall = recall;
+    }
+    if (!haveFpr95 && next > nearCrossing) {
+      const double tpr = next / nId;
+      if (tpr > TPR_LEVEL) {
+        const double prevTpr = tps / nId, prevFpr = fps / nOod, fpr = (fps + co) / nOod;
+        fpr95 = prevTpr == TPR_LEVEL ? prevFpr : ((fpr - prevFpr) / (tpr - prevTpr)) * (TPR_LEVEL - prevTpr) + prevFpr;
+        haveFpr95 = true;
+      }
+    }
+    tps = next;
+    fps += co;
+  }
+  double apOut = 0;
+  prevRecall = 0;
+  double tp = 0;
+  for (int64_t g = static_cast<int64_t>(outGroups) - 1; g >= 0 && tp < nOod; g--) {
+    tp = outTp[g];
+    const double recall = tp / nOod;
+    apOut += (recall - prevRecall) * (tp / (tp + outFp[g]));
+    prevRecall = recall;
+  }
+  out[0] = twiceArea / (2 * nId * nOod);
+  out[1] = fpr95;
+  out[2] = apIn;
+  out[3] = apOut;
+}
+
 bool cpuHasKernel() {
 #ifdef CLIPN_HAVE_X86
   __builtin_cpu_init();
@@ -354,6 +411,23 @@ napi_value SortScores(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// metricsOfSorted(id, ood, out): see metricsOfSorted(); out is a Float64Array of 4.
+napi_value MetricsOfSorted(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 3) return fail(env, "metricsOfSorted: expected 3 arguments");
+  double *id, *ood, *out;
+  size_t nId, nOod, outLen;
+  if (!doubles(env, argv[0], &id, &nId) || !doubles(env, argv[1], &ood, &nOod) || !doubles(env, argv[2], &out, &outLen)) {
+    return fail(env, "metricsOfSorted: id, ood and out must be Float64Arrays");
+  }
+  if (nId == 0 || nOod == 0 || outLen != 4) return fail(env, "metricsOfSorted: id and ood must be non-empty, out 4 long");
+  thread_local std::vector<double> outTp, outFp;
+  if (outTp.size() < nOod) outTp.resize(nOod), outFp.resize(nOod);
+  metricsOfSorted(id, nId, ood, nOod, outTp.data(), outFp.data(), out);
+  return nullptr;
+}
+
 }  // namespace
 
 NAPI_MODULE_INIT() {
@@ -364,6 +438,8 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "dots", fn);
   napi_create_function(env, "sortScores", NAPI_AUTO_LENGTH, SortScores, nullptr, &fn);
   napi_set_named_property(env, exports, "sortScores", fn);
+  napi_create_function(env, "metricsOfSorted", NAPI_AUTO_LENGTH, MetricsOfSorted, nullptr, &fn);
+  napi_set_named_property(env, exports, "metricsOfSorted", fn);
   napi_get_boolean(env, cpuHasKernel(), &simd);
   napi_set_named_property(env, exports, "simd", simd);
   return exports;

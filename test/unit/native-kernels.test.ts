@@ -4,7 +4,9 @@
 //    (16 images, 4 classes). Both are float32 GEMMs: they agree with each other to ~1e-6 relative,
 //    not bit for bit, and with float64 to the ~1e-5 that a float32 logit error (x100) leaves
 //    (ablation.test.ts holds the graph's ATD to 1e-5 alike);
-//  - the margin dots against the WebAssembly kernel and JavaScript's `s += x[t] * g[t]`, bit for bit.
+//  - the margin dots against the WebAssembly kernel and JavaScript's `s += x[t] * g[t]`, bit for bit;
+//  - the score sort and the metrics walk against computeMetrics, bit for bit (metrics.test.ts
+//    checks the sort on its own too).
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -14,8 +16,9 @@ import { AtdGraph, EXP_CLIP } from '../../extension/engine/analysis/atd-graph';
 import { AtdNative } from '../../extension/engine/analysis/atd-native';
 import { MarginKernel } from '../../extension/engine/analysis/margins-wasm';
 import { NATIVE_MODULE, nativeKernels } from '../../extension/engine/analysis/native-kernels';
-import { rowSide, SCALE } from '../../extension/engine/analysis/variant-math';
+import { MetricsOfScores, rowSide, SCALE } from '../../extension/engine/analysis/variant-math';
 import { OrtBackend } from '../../extension/engine/backend';
+import { computeMetrics } from '../../extension/engine/metrics';
 import { gaussian, normalisedRows } from '../../extension/engine/random';
 
 const ROOT = path.join(__dirname, '..', '..', '..');
@@ -132,4 +135,27 @@ test('margin dots: bit for bit the WebAssembly kernel\'s and JavaScript\'s, and 
   assert.throws(() => kernels.dots(buffer, buffer.byteLength - 8, 0, 0, 1, d), /dots: tables outside the memory/);
   assert.throws(() => kernels.dots(buffer, 4, 0, 0, 1, d), /misaligned/);
   assert.throws(() => kernels.dots(new Float64Array(8) as unknown as ArrayBuffer, 0, 0, 0, 1, d), /memory must be an ArrayBuffer/);
+});
+
+test('metrics of a variant\'s scores: the native sort and walk give computeMetrics\' numbers bit for bit', { skip: !nativeKernels() && 'no native kernels here' }, () => {
+  const next = gaussian(47);
+  const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
+  const sets: Record<string, { scores: Float64Array; idN: number }> = {
+    // Probabilities piling up at exactly 1 and near 0, as CTW and ATD do.
+    probabilities: { scores: Float64Array.from({ length: 10_000 }, (_, i) => sigmoid((i < 7000 ? 40 : -5) + 30 * next())), idN: 7000 },
+    ties: { scores: Float64Array.from({ length: 3000 }, () => Math.round(Math.abs(next()) * 4) / 16), idN: 1200 },
+    nearOne: { scores: Float64Array.from({ length: 1000 }, (_, i) => 1 - 1e-9 * Math.abs(next() + (i < 700 ? 0 : 1))), idN: 700 },
+    // Outside [0, 1]: the sort's fallback.
+    logits: { scores: Float64Array.from({ length: 2000 }, (_, i) => 10 * next() + (i < 900 ? 3 : 0)), idN: 900 },
+    tiny: { scores: Float64Array.from([0.2, 0.9, 0.9, 0.1]), idN: 1 },
+  };
+  const [native, own] = [new MetricsOfScores(), new MetricsOfScores(null)];
+  for (const [name, { scores, idN }] of Object.entries(sets)) {
+    const m = computeMetrics(scores.subarray(0, idN), scores.subarray(idN));
+    const want = { auroc: m.auroc, fpr95: m.fpr95.interpolated, auprIn: m.auprIn, auprOut: m.auprOut };
+    assert.deepStrictEqual(own.of(scores, idN), want, `${name}, this module's`);
+    assert.deepStrictEqual(native.of(scores, idN), want, `${name}, native`);
+  }
+  const out = new Float64Array(4);
+  assert.throws(() => nativeKernels()!.metricsOfSorted(new Float64Array(0), new Float64Array(1), out), /metricsOfSorted: id and ood must be non-empty/);
 });

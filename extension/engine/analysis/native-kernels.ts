@@ -1,6 +1,7 @@
 // The optional native module of the ablation's scoring workers (native/ablation-kernels.cc, built
 // by scripts/build-native.mjs into native/build/): its fused ATD sums (atd-native.ts), its exact
-// margin dots (margins-wasm.ts) and its score sort (score-sort.ts). Undefined where it was not built, does not load (another
+// margin dots (margins-wasm.ts), its score sort (score-sort.ts) and its metrics of sorted scores
+// (variant-math.ts). Undefined where it was not built, does not load (another
 // platform's build) or the CPU lacks AVX2/FMA, and with CLIPN_NO_NATIVE=1 (for comparisons): the
 // callers then use the onnxruntime graph, the WebAssembly kernel and the JavaScript sort.
 import * as fs from 'node:fs';
@@ -16,6 +17,8 @@ export interface NativeKernels {
   dots(memory: ArrayBuffer, x: number, g: number, out: number, quads: number, d: number): void;
   /** ScoreSorter's sort: `out` = `scores` ascending, -0 as +0; the first non-finite score's index, or -1. */
   sortScores(scores: Float64Array, out: Float64Array): number;
+  /** metrics.ts detectionMetricsOfSorted bit for bit: out = [AUROC, FPR95, AUPR-In, AUPR-Out]. */
+  metricsOfSorted(id: Float64Array, ood: Float64Array, out: Float64Array): void;
 }
 
 export const NATIVE_MODULE = path.join('native', 'build', 'ablation-kernels.node');

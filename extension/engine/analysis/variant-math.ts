@@ -7,6 +7,8 @@
 import { detectionMetricsOfSorted, type DetectionMetrics } from '../metrics';
 import { matmulTransposed } from '../scores';
 import { MarginKernel } from './margins-wasm';
+import { nativeKernels } from './native-kernels';
+import type { NativeKernels } from './native-kernels';
 import { ScoreSorter } from './score-sort';
 
 /** CLIPN's inference scale (scores.ts's default). */
@@ -224,12 +226,24 @@ export function writeScores(side: RowSide, dStar: readonly Float64Array[], n: nu
   }
 }
 
-/** Metrics of [n] scores whose first idN are ID, with sorting buffers kept between calls. */
+/**
+ * Metrics of [n] scores whose first idN are ID, with sorting buffers kept between calls; by the
+ * native kernels where they run (the same bits, native-kernels.ts), null: this module's.
+ */
 export class MetricsOfScores {
-  private readonly id = new ScoreSorter();
-  private readonly ood = new ScoreSorter();
+  private readonly id: ScoreSorter;
+  private readonly ood: ScoreSorter;
+  private readonly values = new Float64Array(4);
+
+  constructor(private readonly native: NativeKernels | null = nativeKernels() ?? null) {
+    [this.id, this.ood] = [new ScoreSorter(native), new ScoreSorter(native)];
+  }
 
   of(scores: Float64Array, idN: number): DetectionMetrics {
-    return detectionMetricsOfSorted(this.id.sort(scores.subarray(0, idN), 'ID'), this.ood.sort(scores.subarray(idN), 'OOD'));
+    const [id, ood] = [this.id.sort(scores.subarray(0, idN), 'ID'), this.ood.sort(scores.subarray(idN), 'OOD')];
+    if (!this.native) return detectionMetricsOfSorted(id, ood);
+    const v = this.values;
+    this.native.metricsOfSorted(id, ood, v);
+    return { auroc: v[0], fpr95: v[1], auprIn: v[2], auprOut: v[3] };
   }
 }
