@@ -1,5 +1,6 @@
-// Builds the optional native module native/build/ablation-kernels.node (native/ablation-kernels.cc:
-// the ablation scoring workers' fused ATD sums and exact margin dots,
+// Builds the optional native module native/build/ablation-kernels.node (native/ablation-kernels.cc,
+// made a Node-API module by native/node-module.cc: the ablation scoring workers' fused ATD sums,
+// exact margin dots, score sort and metrics walk,
 // extension/engine/analysis/native-kernels.ts) with the system's g++ against Node's own Node-API
 // headers. It is optional: without a compiler or headers, or on a CPU other than x86-64, nothing
 // is built and the ablation uses its onnxruntime graph and WebAssembly kernel, with a note here.
@@ -10,7 +11,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const source = join(root, 'native', 'ablation-kernels.cc');
+const sources = ['ablation-kernels.cc', 'node-module.cc'].map((f) => join(root, 'native', f));
+const inputs = [...sources, join(root, 'native', 'ablation-kernels.h'), fileURLToPath(import.meta.url)];
 const target = join(root, 'native', 'build', 'ablation-kernels.node');
 const required = process.argv.includes('--require');
 
@@ -28,11 +30,11 @@ if (process.arch !== 'x64') skip(`no kernel for ${process.arch}`);
 const headers = join(dirname(process.execPath), '..', 'include', 'node');
 if (!existsSync(join(headers, 'node_api.h'))) skip(`no Node-API headers at ${headers}`);
 if (spawnSync('g++', ['--version'], { stdio: 'ignore' }).status !== 0) skip('no g++ (Debian: apt-get install g++)');
-if (existsSync(target) && statSync(target).mtimeMs >= Math.max(statSync(source).mtimeMs, statSync(fileURLToPath(import.meta.url)).mtimeMs)) process.exit(0);
+if (existsSync(target) && statSync(target).mtimeMs >= Math.max(...inputs.map((f) => statSync(f).mtimeMs))) process.exit(0);
 
 mkdirSync(dirname(target), { recursive: true });
 // -O2 without -ffast-math, and no contraction of a multiply and an add into one FMA (GNU C++
 // allows it by default): the margin dots must round as JavaScript does.
-const args = ['-O2', '-std=c++17', '-ffp-contract=off', '-fPIC', '-shared', '-fvisibility=hidden', '-I', headers, source, '-o', target];
+const args = ['-O2', '-std=c++17', '-ffp-contract=off', '-fPIC', '-shared', '-fvisibility=hidden', '-I', headers, ...sources, '-o', target];
 const run = spawnSync('g++', args, { stdio: 'inherit' });
 if (run.status !== 0) skip(`g++ failed (exit ${run.status})`);
