@@ -57,9 +57,9 @@ napi_value AtdSums(napi_env env, napi_callback_info info) {
       !number(env, argv[8], &scale) || !number(env, argv[9], &hi)) {
     return fail(env, "atdSums: k, c4, d, np and rows must be non-negative integers, scale and hi numbers");
   }
-  if (c4 % 4 != 0 || rows > np * 16 || aLen != static_cast<size_t>(k) * c4 * d || panelsLen != static_cast<size_t>(np) * d * 16 ||
+  if (c4 % 4 != 0 || np != (rows + 15) / 16 || aLen != static_cast<size_t>(k) * c4 * d || panelsLen != static_cast<size_t>(np) * d * 16 ||
       pLen != static_cast<size_t>(c4) * np * 16 || outLen != static_cast<size_t>(2) * k * rows) {
-    return fail(env, "atdSums: array sizes do not match k, c4, d, np and rows");
+    return fail(env, "atdSums: array sizes do not match k, c4, d, np (rows / 16, rounded up) and rows");
   }
 #ifdef CLIPN_HAVE_X86
   if (!cpuHasKernel()) return fail(env, "atdSums: this CPU lacks AVX2/FMA (check simd first)");

@@ -99,6 +99,8 @@ test('ATD sums: sizes that do not match are errors naming the kernel, not a read
   assert.doesNotThrow(() => sums(f(32), 1, 4, 8, f(128), 1, 16, f(64), SCALE, EXP_CLIP, f(32)));
   assert.throws(() => sums(f(31), 1, 4, 8, f(128), 1, 16, f(64), SCALE, EXP_CLIP, f(32)), /atdSums: array sizes/);
   assert.throws(() => sums(f(32), 1, 4, 8, f(128), 1, 17, f(64), SCALE, EXP_CLIP, f(34)), /atdSums: array sizes/);
+  // Two panels for 16 images: the second would have no image to write (a negative count).
+  assert.throws(() => sums(f(32), 1, 4, 8, f(256), 2, 16, f(128), SCALE, EXP_CLIP, f(32)), /atdSums: array sizes/);
   assert.throws(() => sums(f(24), 1, 3, 8, f(128), 1, 16, f(48), SCALE, EXP_CLIP, f(32)), /atdSums: array sizes/);
   assert.throws(() => sums(new Float64Array(32) as unknown as Float32Array, 1, 4, 8, f(128), 1, 16, f(64), SCALE, EXP_CLIP, f(32)), /Float32Arrays/);
 });
