@@ -17,15 +17,19 @@ napi_value fail(napi_env env, const char* message) {
   return nullptr;
 }
 
-bool floats(napi_env env, napi_value value, float** data, size_t* length) {
+/** The data of a typed array of element type T (napi type Kind), or false for anything else. */
+template <typename T, napi_typedarray_type Kind>
+bool typedArray(napi_env env, napi_value value, T** data, size_t* length) {
   bool is = false;
   if (napi_is_typedarray(env, value, &is) != napi_ok || !is) return false;
   napi_typedarray_type type;
   void* raw = nullptr;
-  if (napi_get_typedarray_info(env, value, &type, length, &raw, nullptr, nullptr) != napi_ok || type != napi_float32_array) return false;
-  *data = static_cast<float*>(raw);
+  if (napi_get_typedarray_info(env, value, &type, length, &raw, nullptr, nullptr) != napi_ok || type != Kind) return false;
+  *data = static_cast<T*>(raw);
   return true;
 }
+constexpr auto floats = typedArray<float, napi_float32_array>;
+constexpr auto doubles = typedArray<double, napi_float64_array>;
 
 bool integer(napi_env env, napi_value value, int* out) {
   int32_t v = 0;
@@ -97,16 +101,6 @@ napi_value Dots(napi_env env, napi_callback_info info) {
 #else
   return fail(env, "dots: built without the x86-64 kernel (check simd first)");
 #endif
-}
-
-bool doubles(napi_env env, napi_value value, double** data, size_t* length) {
-  bool is = false;
-  if (napi_is_typedarray(env, value, &is) != napi_ok || !is) return false;
-  napi_typedarray_type type;
-  void* raw = nullptr;
-  if (napi_get_typedarray_info(env, value, &type, length, &raw, nullptr, nullptr) != napi_ok || type != napi_float64_array) return false;
-  *data = static_cast<double*>(raw);
-  return true;
 }
 
 // sortScores(scores, out): see sortScores(); returns the first non-finite score's index or -1.
