@@ -281,6 +281,8 @@ export function detectionMetrics(idScores: ScoreArray, oodScores: ScoreArray): D
  * precision = +0 to AUPR-In, one without OOD samples +0 to AUROC and AUPR-Out, and FPR95 only
  * divides near its crossing (where TPR > 0.95 can hold). AUPR-Out runs from the lowest score:
  * its counts at a group are those not yet merged above it, kept for the groups with OOD samples.
+ * native/ablation-kernels.cc metricsOfSorted repeats these operations in C++ for the ablation's
+ * scoring workers (bit for bit, tested): a change here goes there too.
  */
 export function detectionMetricsOfSorted(id: Float64Array, ood: Float64Array): DetectionMetrics {
   const nId = id.length;
