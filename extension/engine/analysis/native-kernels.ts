@@ -1,9 +1,9 @@
 // The optional native module of the ablation's scoring workers (native/ablation-kernels.cc, built
 // by scripts/build-native.mjs into native/build/): its fused ATD sums (atd-native.ts), its exact
 // margin dots (margins-wasm.ts), its score sort (score-sort.ts) and its metrics of sorted scores
-// (variant-math.ts). Undefined where it was not built, does not load (another
-// platform's build) or the CPU lacks AVX2/FMA, and with CLIPN_NO_NATIVE=1 (for comparisons): the
-// callers then use the onnxruntime graph, the WebAssembly kernel and the JavaScript sort.
+// (variant-math.ts). Undefined where it was not built, does not load (another platform's build)
+// or the CPU lacks AVX2/FMA, and with CLIPN_NO_NATIVE=1 (for comparisons): the callers then use
+// the onnxruntime graph, the WebAssembly kernel and the JavaScript sort and metrics.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
@@ -40,13 +40,12 @@ export function nativeKernels(): NativeKernels | undefined {
     loaded = {};
     const file = process.env.CLIPN_NO_NATIVE === '1' ? undefined : moduleFile();
     if (file) {
-      // A module that does not load (another platform's build, a missing library) means no kernels, not a failed run.
       try {
         const m = { exports: {} as NativeKernels };
         process.dlopen(m, file);
         if (m.exports.simd === true) loaded.kernels = m.exports;
       } catch {
-        loaded.kernels = undefined;
+        // A module that does not load (another platform's build, a missing library) means no kernels, not a failed run.
       }
     }
   }
