@@ -4,8 +4,10 @@
 //
 //   node out/bench/ablation.js [--model models/default] [--images 10000] [--id 70% of images]
 //        [--classes 100] [--templates 128] [--greedy N] [--naive 6] [--batch 512] [--text-workers N]
-//        [--rounds 1]
+//        [--rounds 1] [--native-text 0]
 //
+// --native-text 0 runs the shared-beginnings text by onnxruntime instead of the native text tower
+// (native-kv-tower.ts), for comparisons; CLIPN_NO_NATIVE=1 turns off every native kernel.
 // --rounds N repeats the first run N times, each on a freshly loaded model, and judges the goal by
 // the median: this shared machine's speed moves by 10-20% between minutes.
 //
@@ -91,6 +93,7 @@ async function main(): Promise<void> {
   const naive = Number(a.get('naive') ?? 6);
   const textBatchSize = a.has('batch') ? Number(a.get('batch')) : undefined;
   const textWorkers = a.has('text-workers') ? Number(a.get('text-workers')) : undefined;
+  const nativeText = a.get('native-text') !== '0';
   const rounds = Number(a.get('rounds') ?? 1);
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error(`--rounds ${a.get('rounds')}: need a whole number >= 1`);
   const machine = printMachine();
@@ -104,7 +107,7 @@ async function main(): Promise<void> {
    * timed runs comes from its memo), and the images.
    */
   const prepared = async () => {
-    const model = await ClipnModel.load(folder, { backend: { executionProviders: ['cpu'] }, textWorkers });
+    const model = await ClipnModel.load(folder, { backend: { executionProviders: ['cpu'] }, textWorkers, nativeText });
     const yesTemplates = defaultTemplates(model.manifest);
     const yesRaw = await model.encodeTexts(classPrompts(classes, yesTemplates));
     await model.encodeTextsNo(['warm-up'], promptWeights.none());
@@ -145,6 +148,8 @@ async function main(): Promise<void> {
   if (rounds > 1) console.log(`first run over ${rounds} rounds (each on a fresh model): median ${total.toFixed(2)} s, ${spread(totals)}`);
   const tw = model.textWorkerStats();
   console.log(`text workers: ${tw.workers} x ${tw.threads} intra-op thread(s), ${tw.state}${tw.failed ? ` (${tw.failed})` : ''}${tw.limited ? ` (${tw.limited})` : ''}, ${tw.calls} calls`);
+  const tower = await model.textTower();
+  console.log(`shared-beginnings text: ${tower?.native ? 'the native text tower' : `onnxruntime (${tower?.why ?? 'not run'})`}`);
 
   // The naive reference on a slice: each "alone" variant scored from scratch.
   if (naive > 0) {

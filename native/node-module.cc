@@ -30,6 +30,13 @@ bool typedArray(napi_env env, napi_value value, T** data, size_t* length) {
 }
 constexpr auto floats = typedArray<float, napi_float32_array>;
 constexpr auto doubles = typedArray<double, napi_float64_array>;
+constexpr auto int32s = typedArray<int32_t, napi_int32_array>;
+constexpr auto int64s = typedArray<int64_t, napi_bigint64_array>;
+
+bool isNull(napi_env env, napi_value value) {
+  napi_valuetype type;
+  return napi_typeof(env, value, &type) == napi_ok && type == napi_null;
+}
 
 bool integer(napi_env env, napi_value value, int* out) {
   int32_t v = 0;
@@ -134,6 +141,78 @@ napi_value MetricsOfSorted(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+
+#ifdef CLIPN_HAVE_X86
+// kvTowerCreate(config, weights): config Int32Array [layers, width, heads, hidden, vocab, context,
+// prompts, embedDim, quickGelu]; weights as KvTower's constructor reads them. -> an external.
+napi_value KvTowerCreate(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 2) return fail(env, "kvTowerCreate: expected 2 arguments");
+  int32_t* c;
+  float* w;
+  size_t cLen, wLen;
+  if (!int32s(env, argv[0], &c, &cLen) || cLen != 9 || !floats(env, argv[1], &w, &wLen)) return fail(env, "kvTowerCreate: config must be an Int32Array of 9, weights a Float32Array");
+  const clipn::KvTowerConfig config{c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8] != 0};
+  for (int i = 0; i < 8; i++) {
+    if (c[i] <= 0) return fail(env, "kvTowerCreate: every size must be positive");
+  }
+  if (config.width % 16 || config.hidden % 16 || config.embedDim % 16 || config.width % config.heads || (config.width / config.heads) % 8) {
+    return fail(env, "kvTowerCreate: width, hidden and embed dim must be multiples of 16, the head width a multiple of 8");
+  }
+  if (wLen != clipn::KvTower::weightCount(config)) return fail(env, "kvTowerCreate: the weights' length does not match the config");
+  if (!cpuHasKernel()) return fail(env, "kvTowerCreate: this CPU lacks AVX2/FMA (check simd first)");
+  auto* tower = new clipn::KvTower(config, w);
+  napi_value out;
+  napi_create_external(env, tower, [](napi_env, void* data, void*) { delete static_cast<clipn::KvTower*>(data); }, nullptr, &out);
+  return out;
+}
+
+// kvTowerRun(tower, ids, batch, length, mix, pastKeys, pastValues, pasts, pastLength, pastIndex,
+// embeds | null, presentKeys | null, presentValues | null): see KvTower::run.
+napi_value KvTowerRun(napi_env env, napi_callback_info info) {
+  size_t argc = 13;
+  napi_value argv[13];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc != 13) return fail(env, "kvTowerRun: expected 13 arguments");
+  void* raw = nullptr;
+  napi_valuetype type;
+  if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_external || napi_get_value_external(env, argv[0], &raw) != napi_ok) {
+    return fail(env, "kvTowerRun: tower must be kvTowerCreate's result");
+  }
+  const auto* tower = static_cast<const clipn::KvTower*>(raw);
+  const clipn::KvTowerConfig& c = tower->config();
+  int64_t *ids, *pastIndex;
+  float *mix, *pk, *pv, *embeds = nullptr, *presentK = nullptr, *presentV = nullptr;
+  size_t idsLen, indexLen, mixLen, pkLen, pvLen, embedsLen = 0, presentKLen = 0, presentVLen = 0;
+  int batch, length, pasts, pastLength;
+  if (!int64s(env, argv[1], &ids, &idsLen) || !int64s(env, argv[9], &pastIndex, &indexLen)) return fail(env, "kvTowerRun: ids and pastIndex must be BigInt64Arrays");
+  if (!floats(env, argv[4], &mix, &mixLen) || !floats(env, argv[5], &pk, &pkLen) || !floats(env, argv[6], &pv, &pvLen)) {
+    return fail(env, "kvTowerRun: mix, pastKeys and pastValues must be Float32Arrays");
+  }
+  if (!integer(env, argv[2], &batch) || !integer(env, argv[3], &length) || !integer(env, argv[7], &pasts) || !integer(env, argv[8], &pastLength)) {
+    return fail(env, "kvTowerRun: batch, length, pasts and pastLength must be non-negative integers");
+  }
+  if ((!isNull(env, argv[10]) && !floats(env, argv[10], &embeds, &embedsLen)) || (!isNull(env, argv[11]) && !floats(env, argv[11], &presentK, &presentKLen)) ||
+      (!isNull(env, argv[12]) && !floats(env, argv[12], &presentV, &presentVLen)) || (presentK == nullptr) != (presentV == nullptr)) {
+    return fail(env, "kvTowerRun: embeds and presents must be Float32Arrays or null (both presents or neither)");
+  }
+  const size_t d = c.width / c.heads, b = batch, s = length;
+  const size_t past = static_cast<size_t>(c.layers) * pasts * c.heads * pastLength * d, present = c.layers * b * c.heads * s * d;
+  if (length < 1 || pastLength + length > c.context || pasts < 1 || idsLen != b * s || indexLen != b || mixLen != b * c.prompts || pkLen != past || pvLen != past ||
+      (embeds && embedsLen != b * c.embedDim) || (presentK && (presentKLen != present || presentVLen != present))) {
+    return fail(env, "kvTowerRun: array sizes do not match batch, length, pasts, pastLength and the tower");
+  }
+  for (size_t i = 0; i < idsLen; i++) {
+    if (ids[i] < 0 || ids[i] >= c.vocab) return fail(env, "kvTowerRun: a token id outside the vocabulary");
+  }
+  for (size_t i = 0; i < indexLen; i++) {
+    if (pastIndex[i] < 0 || pastIndex[i] >= pasts) return fail(env, "kvTowerRun: a past index outside the pasts");
+  }
+  tower->run(ids, batch, length, mix, pk, pv, pasts, pastLength, pastIndex, embeds, presentK, presentV);
+  return nullptr;
+}
+#endif
+
 }  // namespace
 
 NAPI_MODULE_INIT() {
@@ -146,6 +225,12 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "sortScores", fn);
   napi_create_function(env, "metricsOfSorted", NAPI_AUTO_LENGTH, MetricsOfSorted, nullptr, &fn);
   napi_set_named_property(env, exports, "metricsOfSorted", fn);
+#ifdef CLIPN_HAVE_X86
+  napi_create_function(env, "kvTowerCreate", NAPI_AUTO_LENGTH, KvTowerCreate, nullptr, &fn);
+  napi_set_named_property(env, exports, "kvTowerCreate", fn);
+  napi_create_function(env, "kvTowerRun", NAPI_AUTO_LENGTH, KvTowerRun, nullptr, &fn);
+  napi_set_named_property(env, exports, "kvTowerRun", fn);
+#endif
   napi_get_boolean(env, cpuHasKernel(), &simd);
   napi_set_named_property(env, exports, "simd", simd);
   return exports;

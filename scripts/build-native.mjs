@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const sources = ['ablation-kernels.cc', 'node-module.cc'].map((f) => join(root, 'native', f));
+const sources = ['ablation-kernels.cc', 'text-tower.cc', 'node-module.cc'].map((f) => join(root, 'native', f));
 const inputs = [...sources, join(root, 'native', 'ablation-kernels.h'), fileURLToPath(import.meta.url)];
 const target = join(root, 'native', 'build', 'ablation-kernels.node');
 const required = process.argv.includes('--require');

@@ -108,4 +108,9 @@ export interface ClipnModelOptions extends LoadManifestOptions {
    * default a quarter of the memory free when they start. Fewer than two that fit: none.
    */
   textWorkerMemory?: number;
+  /**
+   * Run the text_no_kv graph on the CPU by the native text tower (native-kv-tower.ts) where it is
+   * built and agrees with onnxruntime on a probe (default true; false: onnxruntime, for comparisons).
+   */
+  nativeText?: boolean;
 }

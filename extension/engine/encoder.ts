@@ -22,7 +22,10 @@ import { classPrompts } from './prompts';
 import { promptWeights, weightMatrix } from './prompt-weights';
 import type { PromptMix, PromptWeightsInput } from './prompt-weights';
 import { filledTokens } from './filled-tokens';
+import { nativeKvRunner } from './native-kv-tower';
+import type { KvRunnerChoice } from './native-kv-tower';
 import { classTemplateRows, distinctRows, spreadRows } from './shared-prefix';
+import type { KvShape } from './shared-prefix';
 import { KvTextWorkers } from './text-kv-pool';
 import type { KvTextWorkerStats } from './text-kv-pool';
 import { memoRows, sharedPrefixKey, textKey, TextFeatureMemo } from './text-memo';
@@ -49,13 +52,15 @@ export class ClipnModel {
   private pool?: PreprocessPool;
   /** encodeClassPromptsNo's text workers (shared beginnings on the CPU), stopped by dispose(). */
   private readonly kvText: KvTextWorkers;
+  /** What runs the text_no_kv graph, chosen once (native-kv-tower.ts nativeKvRunner). */
+  private kvRunner?: Promise<KvRunnerChoice>;
   private disposed = false;
 
   private constructor(
     readonly modelFolder: ModelFolder,
     readonly tokenizer: ClipTokenizer,
     backendOptions: BackendOptions | undefined,
-    private readonly poolOptions: Pick<ClipnModelOptions, 'preprocessWorkers' | 'preprocessWorkerFile' | 'textWorkers' | 'textWorkerFile' | 'textWorkerMemory'> = {},
+    private readonly poolOptions: Pick<ClipnModelOptions, 'preprocessWorkers' | 'preprocessWorkerFile' | 'textWorkers' | 'textWorkerFile' | 'textWorkerMemory' | 'nativeText'> = {},
     textMemoBytes?: number,
   ) {
     this.backend = new OrtBackend(backendOptions);
@@ -76,8 +81,8 @@ export class ClipnModel {
           `architecture.text.vocab_size = ${m.architecture.text.vocab_size}; re-export the model with its own merges file`,
       );
     }
-    const { preprocessWorkers, preprocessWorkerFile, textWorkers, textWorkerFile, textWorkerMemory } = opts;
-    return new ClipnModel(model, tokenizer, opts.backend, { preprocessWorkers, preprocessWorkerFile, textWorkers, textWorkerFile, textWorkerMemory }, opts.textMemoBytes);
+    const { preprocessWorkers, preprocessWorkerFile, textWorkers, textWorkerFile, textWorkerMemory, nativeText } = opts;
+    return new ClipnModel(model, tokenizer, opts.backend, { preprocessWorkers, preprocessWorkerFile, textWorkers, textWorkerFile, textWorkerMemory, nativeText }, opts.textMemoBytes);
   }
 
   get manifest(): ClipnManifest {
@@ -333,11 +338,25 @@ export class ClipnModel {
       const { rows, of } = distinctRows(classTemplateRows(this.tokenizer, filled, beginnings, weights, missing, textIds));
       const { layers, heads, width } = this.manifest.architecture.text;
       const shape = { layers, heads, headWidth: width / heads, prompts: this.numPrompts, embedDim: this.embedDim };
-      await this.kvText.encode(kv, shape, rows, opts.batchSize ?? 64, (batch, embeds) => {
+      const { runner } = await this.textNoKvRunner(kv, shape);
+      await this.kvText.encode(runner, shape, rows, opts.batchSize ?? 64, (batch, embeds) => {
         const spread = spreadRows(batch, embeds, this.embedDim, of);
         store(spread.rows.map((r) => missing[r]), spread.data, kv);
       }, opts.signal);
     });
+  }
+
+  private textNoKvRunner(kv: GraphSession, shape: KvShape): Promise<KvRunnerChoice> {
+    this.kvRunner ??= this.poolOptions.nativeText === false
+      ? Promise.resolve({ runner: kv, native: false, why: 'nativeText: false' })
+      : nativeKvRunner(kv, shape, this.manifest.architecture.text.vocab_size);
+    return this.kvRunner;
+  }
+
+  /** Whether the native text tower runs the shared-beginnings text, and if not why; undefined before the first such text. */
+  async textTower(): Promise<{ native: boolean; why?: string } | undefined> {
+    const choice = await this.kvRunner;
+    return choice && { native: choice.native, why: choice.why };
   }
 
   /** Resolves any weights input to a [n, P] matrix for this model, checking its size. */

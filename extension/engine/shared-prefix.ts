@@ -30,6 +30,9 @@ export interface KvShape {
   embedDim: number;
 }
 
+/** What encodeSharedPrefix runs: the graph's session, or the native tower (native-kv-tower.ts). */
+export type KvRunner = Pick<GraphSession, 'file' | 'runOutputs'>;
+
 /** One text to encode: its ids (SOT..EOT), where it splits, its prompt mix and its past's name. */
 export interface SharedPrefixRow {
   ids: readonly number[];
@@ -168,7 +171,7 @@ const int64 = (values: readonly number[], dims: number[]): TensorData => ({ type
  * most `batchSize`. `store(rowIndices, embeds)` receives each batch's features [rows, D].
  */
 export async function encodeSharedPrefix(
-  session: GraphSession,
+  session: KvRunner,
   shape: KvShape,
   rows: readonly SharedPrefixRow[],
   batchSize: number,

@@ -11,9 +11,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { GraphSession } from './backend';
+import { NativeKvTower } from './native-kv-tower';
 import { encodeSharedPrefix } from './shared-prefix';
-import type { KvShape, SharedPrefixRow } from './shared-prefix';
+import type { KvRunner, KvShape, SharedPrefixRow } from './shared-prefix';
 import type { FromTextWorker, ToTextWorker } from './text-kv-worker';
 
 /** At most this many workers: each holds a session of the no tower (~380 MB for ViT-B/16). */
@@ -84,6 +84,8 @@ export interface KvTextPoolOptions {
   workers: number;
   /** Intra-op threads per worker. */
   threads: number;
+  /** Run the graph by the native text tower (native-kv-tower.ts), checked by the caller, instead of onnxruntime. */
+  native: boolean;
   workerFile?: string;
 }
 
@@ -124,7 +126,7 @@ export class KvTextPool {
       });
       w.on('error', (e) => (started ? pool.fail(`text worker (${script}) failed: ${e.message}`) : fail(`failed: ${e.message}`)));
       w.on('exit', (code) => (started ? pool.fail(`text worker (${script}) stopped (exit code ${code})`) : fail(`stopped (exit code ${code}) before it was ready`)));
-      w.postMessage({ type: 'init', file: o.file, shape: o.shape, threads: o.threads } satisfies ToTextWorker);
+      w.postMessage({ type: 'init', file: o.file, shape: o.shape, threads: o.threads, native: o.native } satisfies ToTextWorker);
     }));
     try {
       await Promise.all(starts);
@@ -291,12 +293,12 @@ export class KvTextWorkers {
     return { workers: this.workers, threads: this.threads, state, failed, limited: this.limited, calls: this.pool?.calls ?? 0 };
   }
 
-  private async ready(file: string, shape: KvShape, rows: number): Promise<KvTextPool | undefined> {
+  private async ready(file: string, shape: KvShape, rows: number, native: boolean): Promise<KvTextPool | undefined> {
     if (this.workers === 0 || this.closed || this.failure) return undefined;
     if (this.pool) return this.pool;
     if (!this.starting) this.boundByMemory(file);
     if (this.workers === 0) return undefined;
-    this.starting ??= KvTextPool.start({ file, shape, workers: this.workers, threads: this.threads, workerFile: this.workerFile }).then(
+    this.starting ??= KvTextPool.start({ file, shape, workers: this.workers, threads: this.threads, native, workerFile: this.workerFile }).then(
       async (pool) => {
         if (this.closed) return void (await pool.close());
         return (this.pool = pool);
@@ -310,8 +312,8 @@ export class KvTextWorkers {
    * encodeSharedPrefix(session, shape, rows, batchSize, store, signal) on the workers where they
    * run, else on the calling thread; rows a lost pool did not finish are run here.
    */
-  async encode(session: GraphSession, shape: KvShape, rows: readonly SharedPrefixRow[], batchSize: number, store: (rows: number[], embeds: Float32Array) => void, signal?: AbortSignal): Promise<void> {
-    const pool = session.provider === 'cpu' ? await this.ready(session.file, shape, rows.length) : undefined;
+  async encode(session: KvRunner & { provider: string }, shape: KvShape, rows: readonly SharedPrefixRow[], batchSize: number, store: (rows: number[], embeds: Float32Array) => void, signal?: AbortSignal): Promise<void> {
+    const pool = session.provider === 'cpu' ? await this.ready(session.file, shape, rows.length, session instanceof NativeKvTower) : undefined;
     const stored = new Uint8Array(rows.length);
     if (pool) {
       try {

@@ -3,7 +3,8 @@
 // the thread that calls it, so two of these, one intra-op thread each, keep two cores busy where
 // one session with two intra-op threads left them waiting on each other between its many small
 // ops (measured in bench/README "Ablation"). Jobs run one at a time, in arrival order:
-//   {type: 'init', file, shape, threads}  -> {type: 'ready'}
+//   {type: 'init', file, shape, threads, native} -> {type: 'ready'} (native: the native text tower,
+//                                         native-kv-tower.ts, which the main thread has checked)
 //   {type: 'job', id, share, rows, batchSize, cancel} -> {type: 'batch', id, share, rows, embeds}
 //                                         per graph run, then {type: 'done', id, share}
 //   {type: 'close'}                       -> session released, and the thread ends
@@ -11,12 +12,12 @@
 // pool has settled the call already and drops what comes after).
 import { parentPort } from 'node:worker_threads';
 import { OrtBackend } from './backend';
-import type { GraphSession } from './backend';
+import { NativeKvTower } from './native-kv-tower';
 import { encodeSharedPrefix } from './shared-prefix';
-import type { KvShape, SharedPrefixRow } from './shared-prefix';
+import type { KvRunner, KvShape, SharedPrefixRow } from './shared-prefix';
 
 export type ToTextWorker =
-  | { type: 'init'; file: string; shape: KvShape; threads: number }
+  | { type: 'init'; file: string; shape: KvShape; threads: number; native: boolean }
   /** `cancel`: an Int32Array's buffer whose element 0 turns non-zero when the job is cancelled. */
   | { type: 'job'; id: number; share: number; rows: SharedPrefixRow[]; batchSize: number; cancel: SharedArrayBuffer }
   | { type: 'close' };
@@ -28,18 +29,21 @@ export type FromTextWorker =
   | { type: 'done'; id: number; share: number }
   | { type: 'error'; id?: number; error: string };
 
-let state: { backend: OrtBackend; session: GraphSession; shape: KvShape } | undefined;
+let state: { backend?: OrtBackend; session: KvRunner; shape: KvShape } | undefined;
 const reply = (msg: FromTextWorker) => parentPort!.postMessage(msg);
 
 async function handle(msg: ToTextWorker): Promise<void> {
   if (msg.type === 'init') {
-    const backend = new OrtBackend({ executionProviders: ['cpu'], intraOpNumThreads: msg.threads });
-    state = { backend, session: await backend.session('text_no_kv', msg.file), shape: msg.shape };
+    if (msg.native) state = { session: NativeKvTower.load(msg.file, msg.shape), shape: msg.shape };
+    else {
+      const backend = new OrtBackend({ executionProviders: ['cpu'], intraOpNumThreads: msg.threads });
+      state = { backend, session: await backend.session('text_no_kv', msg.file), shape: msg.shape };
+    }
     reply({ type: 'ready' });
     return;
   }
   if (msg.type === 'close') {
-    await state?.backend.dispose();
+    await state?.backend?.dispose();
     parentPort!.close(); // nothing else keeps the thread: it ends
     return;
   }

@@ -19,6 +19,13 @@ export interface NativeKernels {
   sortScores(scores: Float64Array, out: Float64Array): number;
   /** metrics.ts detectionMetricsOfSorted bit for bit: out = [AUROC, FPR95, AUPR-In, AUPR-Out]. */
   metricsOfSorted(id: Float64Array, ood: Float64Array, out: Float64Array): void;
+  /** The text_no_kv tower (native/text-tower.cc), from native-kv-tower.ts's config and weights. */
+  kvTowerCreate(config: Int32Array, weights: Float32Array): unknown;
+  /** KvTower::run: the graph's outputs into embeds and the presents (each null when not wanted). */
+  kvTowerRun(
+    tower: unknown, ids: BigInt64Array, batch: number, length: number, mix: Float32Array, pastKeys: Float32Array, pastValues: Float32Array,
+    pasts: number, pastLength: number, pastIndex: BigInt64Array, embeds: Float32Array | null, presentKeys: Float32Array | null, presentValues: Float32Array | null,
+  ): void;
 }
 
 export const NATIVE_MODULE = path.join('native', 'build', 'ablation-kernels.node');
