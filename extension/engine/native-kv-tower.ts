@@ -35,8 +35,16 @@ interface Weighted {
 
 /** The weights of a text_no_kv graph, matched to the export's sequence; throws with the reason. */
 export function kvTowerWeights(graph: OnnxGraph, heads: number): KvTowerWeights {
+  // The exporter shares equal initializers through Identity nodes (an untrained model's LayerNorm
+  // gains are all ones): their outputs stand for the initializer.
+  const tensors = new Map(graph.initializers);
+  for (const node of graph.nodes) {
+    const source = node.opType === 'Identity' ? tensors.get(node.inputs[0]) : undefined;
+    if (source) tensors.set(node.outputs[0], source);
+  }
   const seq: Weighted[] = graph.nodes
-    .map((node) => ({ node, tensors: node.inputs.flatMap((i) => graph.initializers.get(i) ?? []).filter((t) => t.data.length > 1) }))
+    .filter((node) => node.opType !== 'Identity')
+    .map((node) => ({ node, tensors: node.inputs.flatMap((i) => tensors.get(i) ?? []).filter((t) => t.data.length > 1) }))
     .filter((w) => w.tensors.length > 0);
   let at = 0;
   const take = (op: string, ...shapes: number[][]): Float32Array[] => {
@@ -136,11 +144,16 @@ export class NativeKvTower implements KvRunner {
 
   /** The tower of a text_no_kv graph file; throws why where the module or the graph does not serve. */
   static load(file: string, shape: KvShape): NativeKvTower {
+    if (!nativeKernels()) throw new Error('the native module is not built, not loadable here, or turned off (CLIPN_NO_NATIVE=1)');
+    return NativeKvTower.fromWeights(file, shape, kvTowerWeights(readOnnxGraph(fs.readFileSync(file)), shape.heads));
+  }
+
+  /** A tower of given weights (load's, or a test's altered copy); `file` names it in messages. */
+  static fromWeights(file: string, shape: KvShape, { config, weights }: KvTowerWeights): NativeKvTower {
     const kernels = nativeKernels();
     if (!kernels) throw new Error('the native module is not built, not loadable here, or turned off (CLIPN_NO_NATIVE=1)');
-    const { config, weights } = kvTowerWeights(readOnnxGraph(fs.readFileSync(file)), shape.heads);
-    const [layers, width, , , , , prompts, embedDim] = config;
-    if (layers !== shape.layers || width / shape.heads !== shape.headWidth || prompts !== shape.prompts || embedDim !== shape.embedDim) {
+    const [layers, width, heads, , , , prompts, embedDim] = config;
+    if (layers !== shape.layers || heads !== shape.heads || width / heads !== shape.headWidth || prompts !== shape.prompts || embedDim !== shape.embedDim) {
       throw new Error(`the graph's tower (${layers} layers, width ${width}, ${prompts} prompts, embed dim ${embedDim}) is not the manifest's`);
     }
     return new NativeKvTower(file, kernels, kernels.kvTowerCreate(config, weights), shape);

@@ -98,6 +98,21 @@ describe('text workers on the default model', () => {
     }
   });
 
+  test('with onnxruntime instead of the native tower (nativeText: false), two workers give that calling thread\'s bits too', async () => {
+    const options = { ...CPU, textMemoBytes: 0, nativeText: false };
+    const alone = await ClipnModel.load(DEFAULT_MODEL_DIR, { ...options, textWorkers: 0 });
+    const pooled = await ClipnModel.load(DEFAULT_MODEL_DIR, { ...options, textWorkers: 2 });
+    try {
+      const ort = (await alone.encodeClassPromptsNo(CLASSES, TEMPLATES, MIXES, { batchSize: 100 })).data;
+      const got = await pooled.encodeClassPromptsNo(CLASSES, TEMPLATES, MIXES, { batchSize: 37 });
+      assert.ok(bytes(got.data).equals(bytes(ort)), 'features differ from the calling thread\'s');
+      assert.equal(pooled.textWorkerStats().state, 'ready');
+      assert.equal((await pooled.textTower())?.native, false);
+    } finally {
+      await Promise.all([alone.dispose(), pooled.dispose()]);
+    }
+  });
+
   test('a cancelled call rejects with the signal\'s reason; the next call is whole and exact', async () => {
     const m = await ClipnModel.load(DEFAULT_MODEL_DIR, { ...CPU, textMemoBytes: 0, textWorkers: 2 });
     try {
