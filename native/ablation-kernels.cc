@@ -1,5 +1,6 @@
-// The ablation scoring workers' hot loops in native code (node-module.cc makes them a Node-API
-// module), where npm run build compiled it (scripts/build-native.mjs) and the CPU has AVX2 and FMA (`simd`; callers fall back to
+// The ablation scoring workers' hot loops in native code (node-module.cc makes them, with
+// text-tower.cc's text tower, a Node-API module), where npm run build compiled it
+// (scripts/build-native.mjs) and the CPU has AVX2 and FMA (`simd`; callers fall back to
 // onnxruntime and WebAssembly elsewhere). Node-API only, so one build serves every Node version.
 // The kernels are compiled for AVX2 (+ FMA) by target attributes, so loading the module is safe
 // on any x86-64. Hand-written because no library does these: a GEMM fused with its reduction,

@@ -1,4 +1,4 @@
-// The Node-API face of ablation-kernels.cc: argument checks, then the kernels, with the names
+// The Node-API face of ablation-kernels.cc and text-tower.cc: argument checks, then the kernels, with the names
 // and signatures of extension/engine/analysis/native-kernels.ts. Every size is checked against
 // the arrays' lengths before a kernel reads or writes them.
 #include <node_api.h>

@@ -1,9 +1,10 @@
-// Builds the optional native module native/build/ablation-kernels.node (native/ablation-kernels.cc,
-// made a Node-API module by native/node-module.cc: the ablation scoring workers' fused ATD sums,
-// exact margin dots, score sort and metrics walk,
-// extension/engine/analysis/native-kernels.ts) with the system's g++ against Node's own Node-API
-// headers. It is optional: without a compiler or headers, or on a CPU other than x86-64, nothing
-// is built and the ablation uses its onnxruntime graph and WebAssembly kernel, with a note here.
+// Builds the optional native module native/build/ablation-kernels.node (native/ablation-kernels.cc
+// and native/text-tower.cc, made a Node-API module by native/node-module.cc: the ablation scoring
+// workers' fused ATD sums, exact margin dots, score sort and metrics walk, and the "no" text tower
+// after a shared past; extension/engine/analysis/native-kernels.ts) with the system's g++ against
+// Node's own Node-API headers. It is optional: without a compiler or headers, or on a CPU other
+// than x86-64, nothing is built and the ablation uses onnxruntime's graphs and its WebAssembly
+// kernel, with a note here.
 // `--require` makes a missing compiler or a failed build an error.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
@@ -17,7 +18,7 @@ const target = join(root, 'native', 'build', 'ablation-kernels.node');
 const required = process.argv.includes('--require');
 
 function skip(why) {
-  const line = `native: ${why}; the ablation uses its onnxruntime graph and WebAssembly kernel instead`;
+  const line = `native: ${why}; the ablation uses onnxruntime's graphs and its WebAssembly kernel instead`;
   if (required) {
     console.error(line);
     process.exit(1);

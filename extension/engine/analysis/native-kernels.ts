@@ -1,9 +1,10 @@
-// The optional native module of the ablation's scoring workers (native/ablation-kernels.cc, built
-// by scripts/build-native.mjs into native/build/): its fused ATD sums (atd-native.ts), its exact
-// margin dots (margins-wasm.ts), its score sort (score-sort.ts) and its metrics of sorted scores
-// (variant-math.ts). Undefined where it was not built, does not load (another platform's build)
-// or the CPU lacks AVX2/FMA, and with CLIPN_NO_NATIVE=1 (for comparisons): the callers then use
-// the onnxruntime graph, the WebAssembly kernel and the JavaScript sort and metrics.
+// The optional native module of the ablation (native/*.cc, built by scripts/build-native.mjs into
+// native/build/): in its scoring workers the fused ATD sums (atd-native.ts), the exact margin dots
+// (margins-wasm.ts), the score sort (score-sort.ts) and the metrics of sorted scores
+// (variant-math.ts); in its text workers the "no" text tower after a shared past
+// (native-kv-tower.ts). Undefined where it was not built, does not load (another platform's
+// build) or the CPU lacks AVX2/FMA, and with CLIPN_NO_NATIVE=1 (for comparisons): the callers then
+// use onnxruntime's graphs, the WebAssembly kernel and the JavaScript sort and metrics.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
