@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "ablation-kernels.h"
+#include "simd-math.h"
 
 #ifdef CLIPN_HAVE_X86
 #include <immintrin.h>
@@ -54,25 +55,6 @@ Packed pack(const float* w, int k, int n) {
     for (int t = 0; t < k; t++) std::memcpy(&p.data[(static_cast<size_t>(panel) * k + t) * NR], w + static_cast<size_t>(t) * n + panel * NR, NR * sizeof(float));
   }
   return p;
-}
-
-__attribute__((target("avx2,fma"))) inline __m256 exp256(__m256 x) {
-  const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
-  const __m256 c1 = _mm256_set1_ps(0.693359375f);
-  const __m256 c2 = _mm256_set1_ps(-2.12194440e-4f);
-  x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, c1, x);
-  r = _mm256_fnmadd_ps(n, c2, r);
-  __m256 q = _mm256_set1_ps(1.9875691500e-4f);
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.3981999507e-3f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(8.3334519073e-3f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(4.1665795894e-2f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.6666665459e-1f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(5.0000001201e-1f));
-  const __m256 e = _mm256_add_ps(_mm256_fmadd_ps(q, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-  const __m256i pow2 = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(e, _mm256_castsi256_ps(pow2));
 }
 
 // erf(z) = 1 - erfc(z) for z >= 0, with erfc(z) = t exp(-z^2 + poly(t)), t = 1 / (1 + z / 2)

@@ -242,7 +242,12 @@ export async function nativeKvRunner(session: GraphSession, shape: KvShape, voca
   } catch (err) {
     return { runner: session, native: false, why: err instanceof Error ? err.message : String(err) };
   }
-  const difference = await probeDifference(tower, session, shape, vocab);
+  let difference: number;
+  try {
+    difference = await probeDifference(tower, session, shape, vocab);
+  } catch (err) {
+    return { runner: session, native: false, why: `the probe failed: ${err instanceof Error ? err.message : String(err)}` };
+  }
   if (!(difference <= PROBE_TOLERANCE)) return { runner: session, native: false, why: `differs from onnxruntime by ${difference} on the probe` };
   return { runner: tower, native: true };
 }
