@@ -10,12 +10,13 @@
 // worker's images, per variant and image the sums over classes of p sigmoid(d) and p sigmoid(-d),
 // where -d = SCALE (Gno - G) . x. onnxruntime's graph for the same (atd-graph.ts) writes the GEMM's
 // [k C, R] output and then makes seven passes over it (Clip, Exp, Add, Div, Mul, two ReduceSum);
-// here each 4-class x 16-image block of the GEMM is reduced to the sums while it is still in
-// registers: a plain register-blocked FMA loop (4 broadcast class rows x two 8-float image lanes)
-// and Cephes' expf (degree-5 polynomial after a two-part ln 2 reduction, ~1e-7 relative, as
-// onnxruntime's). It agrees with the graph to ~3e-7 relative and with float64 to the ~1e-5 of
-// any float32 GEMM. On the 2-core AVX2 machine, 16 variants x 5,000 images x 100 classes: 0.77-0.88
-// of the graph's time, alternating runs (bench/README.md, Ablation).
+// here each 6-class x 16-image block of the GEMM (micro-kernel.h, the text tower's too) is reduced
+// to the sums while it is still in L1, classes in order, with Cephes' expf (simd-math.h, ~1e-7
+// relative, as onnxruntime's). It agrees with the graph to ~3e-7 relative and with float64 to the
+// ~1e-5 of any float32 GEMM. On the 2-core AVX2 machine, 16 variants x 5,000 images x 100 classes:
+// 0.77-0.88 of the graph's time with 4-class blocks in registers, alternating runs; the six-row
+// micro-kernel (twelve accumulators where four rows had eight, too few to hide the FMA latency)
+// took another ~13% off and gives the same bits (bench/README.md, Ablation).
 //
 // sortScores (score-sort.ts): the metrics' ascending sort of a score set, that module's radix
 // sort on 32-bit keys in C++; being a sort, its output is the JavaScript sorter's to the bit.
@@ -27,6 +28,7 @@
 // -ffp-contract=off and this kernel's target has no FMA), so its bits are JavaScript's
 // `s += x[t] * g[t]`, four lanes wide instead of WebAssembly's two.
 #include "ablation-kernels.h"
+#include "micro-kernel.h"
 #include "simd-math.h"
 
 #include <algorithm>
@@ -71,54 +73,41 @@ __attribute__((target("avx2,fma"))) void atdSums(const float* a, int k, int c4, 
   // chunk's panels and softmax (~230 kB at 100 classes) stay in L2 while the variants' class rows
   // pass through. Over all 5,000 images at once (each variant streaming ~4.5 MB of them) it ran
   // 0.92-1.04 of the graph's time.
+  thread_local std::vector<float> last;
+  const int full = c4 - c4 % MR;  // classes in whole six-row blocks; the rest through a zero-padded block
   for (int chunk = 0; chunk < np; chunk += PANELS_PER_CHUNK) {
-  const int chunkEnd = chunk + PANELS_PER_CHUNK < np ? chunk + PANELS_PER_CHUNK : np;
-  for (int v = 0; v < k; v++) {
-    const float* av = a + static_cast<size_t>(v) * c4 * d;
-    float* yesOut = out + static_cast<size_t>(v) * rows;
-    float* noOut = out + static_cast<size_t>(k + v) * rows;
-    for (int pn = chunk; pn < chunkEnd; pn++) {
-      const float* b = panels + static_cast<size_t>(pn) * d * 16;
-      __m256 y0 = _mm256_setzero_ps(), y1 = y0, n0 = y0, n1 = y0;
-      for (int c = 0; c < c4; c += 4) {
-        const float* r0 = av + static_cast<size_t>(c) * d;
-        const float *r1 = r0 + d, *r2 = r1 + d, *r3 = r2 + d;
-        __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
-        for (int t = 0; t < d; t++) {
-          const __m256 b0 = _mm256_loadu_ps(b + t * 16), b1 = _mm256_loadu_ps(b + t * 16 + 8);
-          __m256 w = _mm256_broadcast_ss(r0 + t);
-          a00 = _mm256_fmadd_ps(w, b0, a00);
-          a01 = _mm256_fmadd_ps(w, b1, a01);
-          w = _mm256_broadcast_ss(r1 + t);
-          a10 = _mm256_fmadd_ps(w, b0, a10);
-          a11 = _mm256_fmadd_ps(w, b1, a11);
-          w = _mm256_broadcast_ss(r2 + t);
-          a20 = _mm256_fmadd_ps(w, b0, a20);
-          a21 = _mm256_fmadd_ps(w, b1, a21);
-          w = _mm256_broadcast_ss(r3 + t);
-          a30 = _mm256_fmadd_ps(w, b0, a30);
-          a31 = _mm256_fmadd_ps(w, b1, a31);
-        }
-        const float* pc = p + static_cast<size_t>(c) * stride + pn * 16;
-        addTerms(a00, pc, vs, vhi, y0, n0);
-        addTerms(a01, pc + 8, vs, vhi, y1, n1);
-        addTerms(a10, pc + stride, vs, vhi, y0, n0);
-        addTerms(a11, pc + stride + 8, vs, vhi, y1, n1);
-        addTerms(a20, pc + 2 * stride, vs, vhi, y0, n0);
-        addTerms(a21, pc + 2 * stride + 8, vs, vhi, y1, n1);
-        addTerms(a30, pc + 3 * stride, vs, vhi, y0, n0);
-        addTerms(a31, pc + 3 * stride + 8, vs, vhi, y1, n1);
+    const int chunkEnd = chunk + PANELS_PER_CHUNK < np ? chunk + PANELS_PER_CHUNK : np;
+    for (int v = 0; v < k; v++) {
+      const float* av = a + static_cast<size_t>(v) * c4 * d;
+      if (full < c4) {
+        last.assign(static_cast<size_t>(MR) * d, 0.0f);
+        std::memcpy(last.data(), av + static_cast<size_t>(full) * d, sizeof(float) * (c4 - full) * d);
       }
-      alignas(32) float lanes[4][16];
-      _mm256_store_ps(lanes[0], y0);
-      _mm256_store_ps(lanes[0] + 8, y1);
-      _mm256_store_ps(lanes[1], n0);
-      _mm256_store_ps(lanes[1] + 8, n1);
-      const int count = rows - pn * 16 < 16 ? rows - pn * 16 : 16;
-      std::memcpy(yesOut + pn * 16, lanes[0], sizeof(float) * count);
-      std::memcpy(noOut + pn * 16, lanes[1], sizeof(float) * count);
+      float* yesOut = out + static_cast<size_t>(v) * rows;
+      float* noOut = out + static_cast<size_t>(k + v) * rows;
+      for (int pn = chunk; pn < chunkEnd; pn++) {
+        const float* b = panels + static_cast<size_t>(pn) * d * 16;
+        __m256 y0 = _mm256_setzero_ps(), y1 = y0, n0 = y0, n1 = y0;
+        alignas(32) float tile[MR][NR];
+        for (int c = 0; c < c4; c += MR) {
+          microKernel(c < full ? av + static_cast<size_t>(c) * d : last.data(), d, b, d, tile);
+          // Classes in order into each image lane's sums, as the four-class kernel before it did.
+          const float* pc = p + static_cast<size_t>(c) * stride + pn * 16;
+          for (int r = 0; r < MR && c + r < c4; r++) {
+            addTerms(_mm256_load_ps(tile[r]), pc + static_cast<size_t>(r) * stride, vs, vhi, y0, n0);
+            addTerms(_mm256_load_ps(tile[r] + 8), pc + static_cast<size_t>(r) * stride + 8, vs, vhi, y1, n1);
+          }
+        }
+        alignas(32) float lanes[2][16];
+        _mm256_store_ps(lanes[0], y0);
+        _mm256_store_ps(lanes[0] + 8, y1);
+        _mm256_store_ps(lanes[1], n0);
+        _mm256_store_ps(lanes[1] + 8, n1);
+        const int count = rows - pn * 16 < 16 ? rows - pn * 16 : 16;
+        std::memcpy(yesOut + pn * 16, lanes[0], sizeof(float) * count);
+        std::memcpy(noOut + pn * 16, lanes[1], sizeof(float) * count);
+      }
     }
-  }
   }
 }
 

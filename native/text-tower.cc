@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "ablation-kernels.h"
+#include "micro-kernel.h"
 #include "simd-math.h"
 
 #ifdef CLIPN_HAVE_X86
@@ -40,8 +41,6 @@ struct Packed {
 
 namespace {
 
-constexpr int MR = 6;   // rows per GEMM register block
-constexpr int NR = 16;  // columns per packed panel
 constexpr int CHUNK_TOKENS = 96;  // a chunk's hidden activations, 96 x 4 x 128 floats, stay in L2
 constexpr float LN_EPS = 1e-5f;
 
@@ -57,49 +56,6 @@ Packed pack(const float* w, int k, int n) {
     for (int t = 0; t < k; t++) std::memcpy(&p.data[(static_cast<size_t>(panel) * k + t) * NR], w + static_cast<size_t>(t) * n + panel * NR, NR * sizeof(float));
   }
   return p;
-}
-
-/**
- * tile = rows a[0..6) (stride la) times one panel over k. Its own function, not inlined: beside
- * an epilogue's constants GCC ran out of registers and kept two accumulators on the stack.
- */
-__attribute__((target("avx2,fma"), noinline)) void microKernel(const float* ap, int la, const float* panel, int k, float (*tile)[NR]) {
-  // Twelve named accumulators: GCC keeps an array of them on the stack, reloading each per step.
-  const float *a0 = ap, *a1 = a0 + la, *a2 = a1 + la, *a3 = a2 + la, *a4 = a3 + la, *a5 = a4 + la;
-  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-  for (int t = 0; t < k; t++) {
-    const __m256 b0 = _mm256_load_ps(panel + t * NR), b1 = _mm256_load_ps(panel + t * NR + 8);
-    __m256 w = _mm256_broadcast_ss(a0 + t);
-    c00 = _mm256_fmadd_ps(w, b0, c00);
-    c01 = _mm256_fmadd_ps(w, b1, c01);
-    w = _mm256_broadcast_ss(a1 + t);
-    c10 = _mm256_fmadd_ps(w, b0, c10);
-    c11 = _mm256_fmadd_ps(w, b1, c11);
-    w = _mm256_broadcast_ss(a2 + t);
-    c20 = _mm256_fmadd_ps(w, b0, c20);
-    c21 = _mm256_fmadd_ps(w, b1, c21);
-    w = _mm256_broadcast_ss(a3 + t);
-    c30 = _mm256_fmadd_ps(w, b0, c30);
-    c31 = _mm256_fmadd_ps(w, b1, c31);
-    w = _mm256_broadcast_ss(a4 + t);
-    c40 = _mm256_fmadd_ps(w, b0, c40);
-    c41 = _mm256_fmadd_ps(w, b1, c41);
-    w = _mm256_broadcast_ss(a5 + t);
-    c50 = _mm256_fmadd_ps(w, b0, c50);
-    c51 = _mm256_fmadd_ps(w, b1, c51);
-  }
-  _mm256_store_ps(tile[0], c00);
-  _mm256_store_ps(tile[0] + 8, c01);
-  _mm256_store_ps(tile[1], c10);
-  _mm256_store_ps(tile[1] + 8, c11);
-  _mm256_store_ps(tile[2], c20);
-  _mm256_store_ps(tile[2] + 8, c21);
-  _mm256_store_ps(tile[3], c30);
-  _mm256_store_ps(tile[3] + 8, c31);
-  _mm256_store_ps(tile[4], c40);
-  _mm256_store_ps(tile[4] + 8, c41);
-  _mm256_store_ps(tile[5], c50);
-  _mm256_store_ps(tile[5] + 8, c51);
 }
 
 template <Epilogue E>

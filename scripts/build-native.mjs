@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const sources = ['ablation-kernels.cc', 'text-tower.cc', 'node-module.cc'].map((f) => join(root, 'native', f));
-const inputs = [...sources, ...['ablation-kernels.h', 'simd-math.h'].map((f) => join(root, 'native', f)), fileURLToPath(import.meta.url)];
+const inputs = [...sources, ...['ablation-kernels.h', 'micro-kernel.h', 'simd-math.h'].map((f) => join(root, 'native', f)), fileURLToPath(import.meta.url)];
 const target = join(root, 'native', 'build', 'ablation-kernels.node');
 const required = process.argv.includes('--require');
 
