@@ -90,7 +90,7 @@ export function kvTowerWeights(graph: OnnxGraph, heads: number): KvTowerWeights 
       const [bo] = take('Add', [W]);
       const [ln2w] = take('Mul', [W]);
       const [ln2b] = take('Add', [W]);
-      hidden ||= seq[at]?.tensors[0]?.dims[1] ?? 0;
+      hidden ||= seq[at + 1]?.tensors[0]?.dims[0] ?? 0; // c_fc's bias
       const [wfc] = take('MatMul', [W, hidden]);
       const [bfc] = take('Add', [hidden]);
       const [wproj] = take('MatMul', [hidden, W]);
@@ -103,7 +103,7 @@ export function kvTowerWeights(graph: OnnxGraph, heads: number): KvTowerWeights 
     const [wo, bo] = take('Gemm', [W, W], [W]);
     const [ln2w] = take('Mul', [W]);
     const [ln2b] = take('Add', [W]);
-    hidden ||= seq[at + 1]?.tensors[0]?.dims[0] ?? 0;
+    hidden ||= seq[at]?.tensors[1]?.dims[0] ?? 0; // c_fc's bias (a tower of one block has no other)
     const [wfc, bfc] = take('Gemm', [W, hidden], [hidden]);
     const [wproj, bproj] = take('Gemm', [hidden, W], [W]);
     layers.push([ln1w, ln1b, wq, bq, wk, bk, wv, bv, wo, bo, ln2w, ln2b, wfc, bfc, wproj, bproj]);
