@@ -24,6 +24,8 @@ export interface KvTowerWeights {
   weights: Float32Array;
 }
 
+const NO_MODULE = 'the native module is not built, not loadable here, or turned off (CLIPN_NO_NATIVE=1)';
+
 /** Largest difference to onnxruntime a tower may show on the probe (features are unit vectors). */
 export const PROBE_TOLERANCE = 1e-5;
 
@@ -144,14 +146,14 @@ export class NativeKvTower implements KvRunner {
 
   /** The tower of a text_no_kv graph file; throws why where the module or the graph does not serve. */
   static load(file: string, shape: KvShape): NativeKvTower {
-    if (!nativeKernels()) throw new Error('the native module is not built, not loadable here, or turned off (CLIPN_NO_NATIVE=1)');
+    if (!nativeKernels()) throw new Error(NO_MODULE);
     return NativeKvTower.fromWeights(file, shape, kvTowerWeights(readOnnxGraph(fs.readFileSync(file)), shape.heads));
   }
 
   /** A tower of given weights (load's, or a test's altered copy); `file` names it in messages. */
   static fromWeights(file: string, shape: KvShape, { config, weights }: KvTowerWeights): NativeKvTower {
     const kernels = nativeKernels();
-    if (!kernels) throw new Error('the native module is not built, not loadable here, or turned off (CLIPN_NO_NATIVE=1)');
+    if (!kernels) throw new Error(NO_MODULE);
     const [layers, width, heads, , , , prompts, embedDim] = config;
     if (layers !== shape.layers || heads !== shape.heads || width / heads !== shape.headWidth || prompts !== shape.prompts || embedDim !== shape.embedDim) {
       throw new Error(`the graph's tower (${layers} layers, width ${width}, ${prompts} prompts, embed dim ${embedDim}) is not the manifest's`);

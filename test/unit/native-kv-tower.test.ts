@@ -26,6 +26,7 @@ import { readOnnxGraph } from '../../extension/engine/onnx-reader';
 import { classPrompts } from '../../extension/engine/prompts';
 import { classTemplateRows, distinctRows, encodeSharedPrefix } from '../../extension/engine/shared-prefix';
 import type { KvRunner, KvShape, SharedPrefixRow } from '../../extension/engine/shared-prefix';
+import { maxAbsDiff } from './helpers/arrays';
 import { DEFAULT_MODEL_DIR, exportMicro } from './helpers/models';
 import { PYTHON, REPO_ROOT, runPythonJson } from './helpers/python';
 
@@ -51,13 +52,6 @@ async function features(runner: KvRunner, shape: KvShape, rows: readonly SharedP
   const out = new Float32Array(rows.length * shape.embedDim);
   await encodeSharedPrefix(runner, shape, rows, batchSize, (batch, embeds) => batch.forEach((r, b) => out.set(embeds.subarray(b * shape.embedDim, (b + 1) * shape.embedDim), r * shape.embedDim)));
   return out;
-}
-
-function maxAbs(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 test('the ONNX reader gives Python onnx\'s initializers (names, dims, values) and node sequence', () => {
@@ -118,7 +112,7 @@ describe('the native tower against onnxruntime on the default model', { skip }, 
     assert.ok(new Set(rows.map((r) => r.split)).size >= 3, 'several split lengths');
     const reference = await features(session, SHAPE, rows, 64);
     const got = await features(tower, SHAPE, rows, 64);
-    const diff = maxAbs(got, reference);
+    const diff = maxAbsDiff(got, reference);
     assert.ok(diff <= 1e-6, `max abs ${diff}`);
     assert.ok(diff > 0, 'the tower is a computation of its own (equal bits everywhere would mean onnxruntime ran)');
     for (const batch of [1, 7, 512]) assert.ok(bytes(await features(tower, SHAPE, rows, batch)).equals(bytes(got)), `batch ${batch}`);
@@ -142,7 +136,7 @@ describe('the native tower against onnxruntime on the default model', { skip }, 
       assert.equal(await off.textTower(), undefined, 'nothing chosen before the first shared-beginnings text');
       const ort = await off.encodeClassPromptsNo(CLASSES, TEMPLATES, [promptWeights.mean()]);
       assert.deepEqual(await off.textTower(), { native: false, why: 'nativeText: false' });
-      const diff = maxAbs(got.data, ort.data);
+      const diff = maxAbsDiff(got.data, ort.data);
       assert.ok(diff <= 1e-6 && diff > 0, `max abs ${diff}`);
     } finally {
       await off.dispose();
@@ -163,7 +157,7 @@ describe('the native tower against onnxruntime on the default model', { skip }, 
     for (const name of names) {
       assert.deepEqual(a[name].dims, b[name].dims);
       const scale = b[name].data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-      assert.ok(maxAbs(a[name].data, b[name].data) <= 1e-6 * scale, name);
+      assert.ok(maxAbsDiff(a[name].data, b[name].data) <= 1e-6 * scale, name);
     }
   });
 
@@ -230,7 +224,7 @@ export_model(model, merges, Path(sys.argv[2]), "micro-quick", fp16=False, int8=F
         const session = await backend.session('text_no_kv', file);
         const mixes = [promptWeights.mean(), promptWeights.single(2), promptWeights.subset([0, 3])].map((m) => model.weightMatrix(m, 1));
         const rows = templateRows(model, mixes);
-        const diff = maxAbs(await features(NativeKvTower.load(file, shape), shape, rows, 16), await features(session, shape, rows, 16));
+        const diff = maxAbsDiff(await features(NativeKvTower.load(file, shape), shape, rows, 16), await features(session, shape, rows, 16));
         assert.ok(diff <= 1e-6, `max abs ${diff}`);
         await model.encodeClassPromptsNo(['dog'], ['a photo of a {}.'], [promptWeights.mean()]);
         assert.equal((await model.textTower())?.native, true);
