@@ -234,7 +234,16 @@ __attribute__((target("avx2,fma"))) void KvTower::run(const int64_t* ids, int ba
   xe.resize(static_cast<size_t>(perChunk) * W), ye.resize(static_cast<size_t>(perChunk) * W), qe.resize(static_cast<size_t>(perChunk) * W);
   scores.resize(static_cast<size_t>(P + S + 8));
   eot.resize(perChunk);
-  const size_t pastStride = static_cast<size_t>(P) * d;  // one head of one past
+  // Head h of past g's keys or values in layer l ([layers][pasts][heads][P][d]).
+  const auto pastHead = [=](const float* base, int l, int g, int h) { return base + ((static_cast<size_t>(l) * pasts + g) * heads + h) * P * d; };
+  // A block after its attention, on m rows: x += out-projection; x += MLP(LayerNorm(x)).
+  const auto blockRest = [&](const Layer& layer, float* xs, float* ys, int m) {
+    gemm<Epilogue::AddTo>(att.data(), W, m, layer.wo, 0, W / NR, layer.bo.data(), xs, W);
+    layerNorm(xs, m, W, layer.ln2w.data(), layer.ln2b.data(), ys);
+    if (cfg.quickGelu) gemm<Epilogue::QuickGelu>(ys, W, m, layer.wfc, 0, H / NR, layer.bfc.data(), hid.data(), H);
+    else gemm<Epilogue::Gelu>(ys, W, m, layer.wfc, 0, H / NR, layer.bfc.data(), hid.data(), H);
+    gemm<Epilogue::AddTo>(hid.data(), H, m, layer.wproj, 0, W / NR, layer.bproj.data(), xs, W);
+  };
 
   for (int t0 = 0; t0 < batch; t0 += perChunk) {
     const int T = std::min(perChunk, batch - t0), M = T * S;
@@ -285,8 +294,7 @@ __attribute__((target("avx2,fma"))) void KvTower::run(const int64_t* ids, int ba
         for (int t = 0; t < T; t++) {
           const int g = static_cast<int>(pastIndex[t0 + t]);
           for (int h = 0; h < heads; h++) {
-            const float* pk = pastKeys + ((static_cast<size_t>(l) * pasts + g) * heads + h) * pastStride;
-            const float* pv = pastValues + ((static_cast<size_t>(l) * pasts + g) * heads + h) * pastStride;
+            const float *pk = pastHead(pastKeys, l, g, h), *pv = pastHead(pastValues, l, g, h);
             const float* own = &qkv[static_cast<size_t>(t) * S * 3 * W];
             for (int s = 0; s < S; s++) {
               attendOne(own + static_cast<size_t>(s) * 3 * W + h * d, d, pk, pv, P, own + W + h * d, own + 2 * W + h * d, s + 1, 3 * W, scores.data(),
@@ -294,11 +302,7 @@ __attribute__((target("avx2,fma"))) void KvTower::run(const int64_t* ids, int ba
             }
           }
         }
-        gemm<Epilogue::AddTo>(att.data(), W, M, layer.wo, 0, W / NR, layer.bo.data(), x.data(), W);
-        layerNorm(x.data(), M, W, layer.ln2w.data(), layer.ln2b.data(), y.data());
-        if (cfg.quickGelu) gemm<Epilogue::QuickGelu>(y.data(), W, M, layer.wfc, 0, H / NR, layer.bfc.data(), hid.data(), H);
-        else gemm<Epilogue::Gelu>(y.data(), W, M, layer.wfc, 0, H / NR, layer.bfc.data(), hid.data(), H);
-        gemm<Epilogue::AddTo>(hid.data(), H, M, layer.wproj, 0, W / NR, layer.bproj.data(), x.data(), W);
+        blockRest(layer, x.data(), y.data(), M);
         continue;
       }
       // The last block at EOT only; a beginning's run (no embeds asked) needs only its presents.
@@ -313,17 +317,12 @@ __attribute__((target("avx2,fma"))) void KvTower::run(const int64_t* ids, int ba
         const int g = static_cast<int>(pastIndex[t0 + t]);
         const float* own = &qkv[static_cast<size_t>(t) * S * 3 * W];
         for (int h = 0; h < heads; h++) {
-          const float* pk = pastKeys + ((static_cast<size_t>(l) * pasts + g) * heads + h) * pastStride;
-          const float* pv = pastValues + ((static_cast<size_t>(l) * pasts + g) * heads + h) * pastStride;
+          const float *pk = pastHead(pastKeys, l, g, h), *pv = pastHead(pastValues, l, g, h);
           attendOne(&qe[static_cast<size_t>(t) * W + h * d], d, pk, pv, P, own + W + h * d, own + 2 * W + h * d, eot[t] + 1, 3 * W, scores.data(),
                     &att[static_cast<size_t>(t) * W + h * d]);
         }
       }
-      gemm<Epilogue::AddTo>(att.data(), W, T, layer.wo, 0, W / NR, layer.bo.data(), xe.data(), W);
-      layerNorm(xe.data(), T, W, layer.ln2w.data(), layer.ln2b.data(), ye.data());
-      if (cfg.quickGelu) gemm<Epilogue::QuickGelu>(ye.data(), W, T, layer.wfc, 0, H / NR, layer.bfc.data(), hid.data(), H);
-      else gemm<Epilogue::Gelu>(ye.data(), W, T, layer.wfc, 0, H / NR, layer.bfc.data(), hid.data(), H);
-      gemm<Epilogue::AddTo>(hid.data(), H, T, layer.wproj, 0, W / NR, layer.bproj.data(), xe.data(), W);
+      blockRest(layer, xe.data(), ye.data(), T);
     }
     if (!embeds) continue;
     layerNorm(xe.data(), T, W, lnfw_.data(), lnfb_.data(), ye.data());
